@@ -1,0 +1,575 @@
+"""One pass: discover → plan → fetch → store → record.
+
+Discovery pages each source's history newest first and stops at the frontier (the newest
+license of the last pass that walked back to its predecessor); every license gets a state row
+as soon as its page is read, and the frontier moves only when discovery completes. The work
+is then done per asset (one media item with all its due licenses) by a bounded pool of
+threads; an item counts as synced only after its bytes were verified and stored at every
+destination. Nothing here knows which kind of source or destination it holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+
+from syncd import sidecar
+from syncd.destinations.base import Destination, ObjectInfo
+from syncd.errors import (
+    DownloadRefused,
+    Fatal,
+    IntegrityError,
+    ItemFailed,
+    ItemSkipped,
+    TransientError,
+    UpstreamUnreachable,
+)
+from syncd.media import content_type_for, extension_for, normalise_ext, sniff
+from syncd.models import SKIPPED, SYNCED, Item
+from syncd.naming import KeyTemplate, slugify
+from syncd.records import DownloadedFile, LicenseRecord
+from syncd.sources.base import Source
+from syncd.state import StateStore, to_utc_naive, utcnow
+
+log = structlog.get_logger("syncd.engine")
+
+CHUNK = 1 << 20
+DETAILS_CHUNK = 200  # assets whose details are fetched together before their work is queued
+DOWNLOAD_TRIES = 3  # per attempt: a truncated body or an expired link gets a fresh URL at once
+LEASE = timedelta(seconds=60)
+LEASE_RENEW_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    """What the command asked of this pass."""
+
+    command: str = "sync"  # sync | backfill | run
+    dry_run: bool = False
+    limit: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    media: str | None = None
+    source: str | None = None
+    respect_backoff: bool = False  # the daemon waits out item backoff; a one-shot command retries now
+
+
+@dataclass
+class PassResult:
+    """What a pass did."""
+
+    discovered: int = 0
+    synced: int = 0
+    failed: int = 0
+    skipped: int = 0
+    bytes: int = 0
+    planned: int = 0
+    stop: Fatal | None = None
+    dry_run_plan: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """The contract's exit code for this outcome."""
+        if self.stop is not None:
+            return self.stop.exit_code
+        return 1 if self.failed else 0
+
+    def counts(self) -> dict[str, int]:
+        """Counts for logs, the run log and the summary."""
+        return {"discovered": self.discovered, "synced": self.synced, "failed": self.failed,
+                "skipped": self.skipped, "bytes": self.bytes}
+
+
+class Reporter:
+    """Progress callbacks; the CLI shows them on a terminal. Defaults do nothing."""
+
+    def discovering(self, source: str, media_type: str, total: int | None) -> None: ...
+    def discovered(self, new: int) -> None: ...
+    def planned(self, items: int, total_bytes: int | None) -> None: ...
+    def item_done(self, outcome: str, size: int) -> None: ...
+
+
+@dataclass
+class AssetWork:
+    """One media item and its due licenses: the unit the workers take."""
+
+    source: Source
+    media_type: str
+    media_id: str
+    items: list[Item]
+
+
+class Engine:
+    """Runs passes of one configuration against one state database."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        sources: Sequence[Source],
+        destinations: Sequence[Destination],
+        template: KeyTemplate,
+        *,
+        concurrency: int = 4,
+        max_attempts: int = 5,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.store = store
+        self.sources = list(sources)
+        self.destinations = list(destinations)
+        self.template = template
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.reporter = reporter or Reporter()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._fatal: Fatal | None = None
+        self._lock = threading.Lock()
+
+    def request_stop(self) -> None:
+        """Take no new item; items in flight finish (used on SIGTERM/SIGINT)."""
+        self._stop.set()
+
+    # --- the pass ---------------------------------------------------------------------------------
+
+    def run_pass(self, options: PassOptions) -> PassResult:
+        """Discover, then fetch and store everything due. Never raises for upstream trouble."""
+        result = PassResult()
+        self._fatal = None
+        if not options.dry_run:
+            self.store.release_dead_leases()
+        try:
+            for source in self._selected_sources(options):
+                for media_type in self._selected_media(source, options):
+                    if self._stop.is_set():
+                        break
+                    self._discover(source, media_type, options, result)
+            if options.dry_run:
+                return result
+            if not self._stop.is_set():
+                self._work(options, result)
+        except Fatal as stop:
+            result.stop = stop
+        if result.stop is None and self._fatal is not None:
+            result.stop = self._fatal
+        return result
+
+    def _selected_sources(self, options: PassOptions) -> list[Source]:
+        return [s for s in self.sources if options.source in (None, s.name)]
+
+    def _selected_media(self, source: Source, options: PassOptions) -> list[str]:
+        return [m for m in source.media_types if options.media in (None, m) or m.startswith(f"{options.media}_")]
+
+    # --- discovery and the stop rule -----------------------------------------------------------
+
+    def _discover(self, source: Source, media_type: str, options: PassOptions, result: PassResult) -> None:
+        backfill = options.command == "backfill"
+        frontier = None if backfill else self.store.frontier(source.name, media_type)
+        window = f"{options.since.isoformat() if options.since else ''}..{options.until.isoformat() if options.until else ''}"
+        until = options.until
+        resumed = False
+        if backfill and not options.dry_run:
+            cursor = self.store.backfill_cursor(source.name, media_type, window)
+            if cursor is not None and cursor.completed_at is None and cursor.oldest_licensed_at is not None:
+                until, resumed = cursor.oldest_licensed_at, True  # an interrupted backfill continues there
+        since_naive = to_utc_naive(options.since) if options.since else None
+        until_naive = to_utc_naive(until) if until else None
+        newest: LicenseRecord | None = None
+        log.info("discovery_started", source=source.name, media_type=media_type,
+                 frontier=frontier.license_id if frontier else None, resumed=resumed)
+        try:
+            for page in source.history(media_type, since=options.since, until=until):
+                if page.page == 1:
+                    self.reporter.discovering(source.name, media_type, page.total_count)
+                if newest is None and page.records:
+                    newest = page.records[0]
+                keep, reached = self._before_frontier(page.records, frontier, since_naive, until_naive)
+                self._record_page(source, keep, options, result)
+                if backfill and keep and not options.dry_run:
+                    self.store.save_backfill_cursor(source.name, media_type, window, keep[-1].licensed_at, False)
+                if reached or self._stop.is_set():
+                    break
+            else:
+                reached = True
+        except TransientError as error:
+            raise UpstreamUnreachable(f"discovery of {media_type} licenses at {source.name!r} failed: {error}") from None
+        if self._stop.is_set() or options.dry_run:
+            return  # an interrupted discovery never moves the frontier
+        if backfill:
+            self.store.save_backfill_cursor(source.name, media_type, window, None, True)
+        if newest is not None and not resumed and (options.since is None and options.until is None or not backfill):
+            self._advance_frontier(source.name, media_type, newest)
+
+    @staticmethod
+    def _before_frontier(
+        records: list[LicenseRecord], frontier: Any, since: datetime | None, until: datetime | None
+    ) -> tuple[list[LicenseRecord], bool]:
+        """The records newer than the frontier (and inside the window), and whether the walk ends here."""
+        keep: list[LicenseRecord] = []
+        for record in records:
+            licensed_at = to_utc_naive(record.licensed_at)
+            if frontier is not None and (record.license_id == frontier.license_id or licensed_at < frontier.licensed_at):
+                return keep, True
+            if since is not None and licensed_at < since:
+                return keep, True
+            if until is not None and licensed_at > until + timedelta(days=1):
+                continue  # the API's end_date is a date; keep the whole last day
+            keep.append(record)
+        return keep, False
+
+    def _record_page(self, source: Source, keep: list[LicenseRecord], options: PassOptions, result: PassResult) -> None:
+        if not keep:
+            return
+        if options.dry_run:
+            known = self.store.known_license_ids(source.name, [r.license_id for r in keep])
+            for record in keep:
+                if record.license_id not in known:
+                    result.dry_run_plan.append(self._dry_run_line(source, record))
+            result.discovered += sum(1 for r in keep if r.license_id not in known)
+            return
+        new = self.store.record_discovered(keep)
+        result.discovered += new
+        self.reporter.discovered(new)
+
+    def _advance_frontier(self, source: str, media_type: str, newest: LicenseRecord) -> None:
+        current = self.store.frontier(source, media_type)
+        if current is not None and (current.license_id == newest.license_id or current.licensed_at > to_utc_naive(newest.licensed_at)):
+            return
+        self.store.set_frontier(source, media_type, newest.license_id, newest.licensed_at)
+
+    @staticmethod
+    def _dry_run_line(source: Source, record: LicenseRecord) -> dict[str, Any]:
+        action = "download" if record.is_downloadable is not False else "skip (not re-downloadable; re-licensing off)"
+        return {"source": source.name, "media_type": record.media_type, "media_id": record.media_id,
+                "license_id": record.license_id, "size": record.size, "action": action, "relicense_cost": 0}
+
+    # --- planning and the worker pool ----------------------------------------------------------
+
+    def _plan(self, options: PassOptions) -> list[AssetWork]:
+        sources = {s.name: s for s in self._selected_sources(options)}
+        items = self.store.due_items(list(sources), respect_backoff=options.respect_backoff)
+        items = [i for i in items if i.media_type in self._selected_media(sources[i.source], options)]
+        if options.limit is not None:
+            items = items[: options.limit]
+        assets: dict[tuple[str, str, str], AssetWork] = {}
+        for item in items:
+            key = (item.source, item.media_type, item.media_id)
+            if key not in assets:
+                assets[key] = AssetWork(sources[item.source], item.media_type, item.media_id, [])
+            assets[key].items.append(item)
+        return list(assets.values())
+
+    def _work(self, options: PassOptions, result: PassResult) -> None:
+        work = self._plan(options)
+        result.planned = sum(len(asset.items) for asset in work)
+        self.reporter.planned(result.planned, None)
+        if not work:
+            return
+        spool = Path(tempfile.mkdtemp(prefix="syncd-spool-"))
+        slots = threading.BoundedSemaphore(self.concurrency * 2)
+        renewer = threading.Thread(target=self._renew_leases, name="syncd-lease-renewer", daemon=True)
+        self._renewing = True
+        renewer.start()
+        try:
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="syncd-item") as pool:
+                for chunk in _chunks(work, DETAILS_CHUNK):
+                    if self._stop.is_set():
+                        break
+                    details = self._details(chunk)
+                    for asset in chunk:
+                        slots.acquire()
+                        if self._stop.is_set():
+                            slots.release()
+                            break
+                        future: Future[None] = pool.submit(self._process, asset, details, spool, result)
+                        future.add_done_callback(lambda _f: slots.release())
+        finally:
+            self._renewing = False
+            shutil.rmtree(spool, ignore_errors=True)
+
+    def _renew_leases(self) -> None:
+        while self._renewing and not self._stop.wait(LEASE_RENEW_SECONDS):
+            try:
+                self.store.renew_leases(self.owner, LEASE)
+            except Exception:  # noqa: BLE001 - the next renewal retries; leases last a minute
+                log.warning("lease_renewal_failed", exc_info=True)
+
+    def _details(self, chunk: list[AssetWork]) -> dict[tuple[str, str, str], dict[str, Any]]:
+        wanted: dict[tuple[str, str], list[str]] = {}
+        for asset in chunk:
+            wanted.setdefault((asset.source.name, asset.media_type), []).append(asset.media_id)
+        sources = {asset.source.name: asset.source for asset in chunk}
+        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for (source_name, media_type), media_ids in wanted.items():
+            try:
+                by_id = sources[source_name].details(media_type, media_ids)
+            except TransientError as error:
+                log.warning("details_unavailable", source=source_name, media_type=media_type, error=str(error))
+                continue  # the items still sync; their sidecars get what the history says
+            for media_id, entry in by_id.items():
+                found[(source_name, media_type, media_id)] = entry
+        return found
+
+    def _process(self, asset: AssetWork, details: dict[tuple[str, str, str], dict[str, Any]], spool: Path, result: PassResult) -> None:
+        if self._stop.is_set():
+            return
+        ids = [item.id for item in asset.items if item.id is not None]
+        if not self.store.claim(ids, self.owner, LEASE):
+            return  # another worker has it
+        started = time.monotonic()
+        outcome, size, key, reason = "synced", 0, None, None
+        try:
+            size, key = self._sync_asset(asset, details.get((asset.source.name, asset.media_type, asset.media_id)), spool)
+            self.store.set_status(ids, SYNCED)
+        except ItemSkipped as skip:
+            outcome, reason = "skipped", str(skip)
+            self.store.set_status(ids, SKIPPED, reason)
+        except ItemFailed as failure:
+            outcome, reason = "failed", str(failure)
+            self.store.record_failure(ids, reason, self.max_attempts)
+        except Fatal as fatal:
+            outcome, reason = "stopped", str(fatal)
+            self.store.release(ids, self.owner)
+            self._halt(fatal)
+        except Exception as error:  # noqa: BLE001 - a bug must fail the item visibly, not kill the pass
+            outcome, reason = "failed", f"internal error: {error!r}"
+            log.exception("item_internal_error", media_id=asset.media_id)
+            self.store.record_failure(ids, reason, self.max_attempts)
+        self._count(result, outcome, len(ids), size)
+        log.info("item", outcome=outcome, source=asset.source.name, media_type=asset.media_type,
+                 media_id=asset.media_id, license_ids=[i.license_id for i in asset.items], key=key,
+                 bytes=size, duration=round(time.monotonic() - started, 3), reason=reason)
+        self.reporter.item_done(outcome, size)
+
+    def _count(self, result: PassResult, outcome: str, items: int, size: int) -> None:
+        with self._lock:
+            if outcome == "synced":
+                result.synced += items
+                result.bytes += size
+            elif outcome == "failed":
+                result.failed += items
+            elif outcome == "skipped":
+                result.skipped += items
+
+    def _halt(self, fatal: Fatal) -> None:
+        with self._lock:
+            if self._fatal is None:
+                self._fatal = fatal
+        self._stop.set()
+
+    # --- one asset ----------------------------------------------------------------------------
+
+    def _sync_asset(self, asset: AssetWork, details: dict[str, Any] | None, spool: Path) -> tuple[int, str | None]:
+        """Bring every destination up to date with this asset; returns (bytes transferred, key)."""
+        source = asset.source
+        due = {item.license_id for item in asset.items}
+        licenses = [i for i in self.store.licenses_of_media(source.name, asset.media_type, asset.media_id)
+                    if i.status == SYNCED or i.license_id in due]
+        stored = {d.name: self.store.stored(source.name, asset.media_type, asset.media_id, d.name) for d in self.destinations}
+        candidates = [i for i in licenses if _skip_reason(source, i) is None]
+        if not candidates:
+            if all(stored.values()):
+                return 0, self._update_sidecars(asset, licenses, details, stored, self.destinations), None
+            raise ItemSkipped(_skip_reason(source, asset.items[0]) or "cannot be fetched")
+        best = max(candidates, key=lambda i: (source.size_rank(asset.media_type, i.size), i.licensed_at))
+        best_rank = source.size_rank(asset.media_type, best.size)
+        need_file = [d for d in self.destinations
+                     if stored[d.name] is None or source.size_rank(asset.media_type, stored[d.name].size) < best_rank]
+        sidecar_only = [d for d in self.destinations if d not in need_file]
+        key = None
+        if sidecar_only:
+            key = self._update_sidecars(asset, licenses, details, stored, sidecar_only)
+        if not need_file:
+            return 0, key
+        record = _as_record(best)
+        ext = normalise_ext(source.extension(record, details))
+        if ext is not None:
+            need_file = [d for d in need_file if not self._adopt(asset, d, self._key(best, details, ext), best, licenses)]
+            if not need_file:
+                return 0, self._key(best, details, ext)
+        path = spool / f"{uuid.uuid4().hex}.part"
+        try:
+            downloaded = self._download(source, record, details, path)
+            ext = ext or normalise_ext(downloaded.ext) or "bin"
+            key = self._key(best, details, ext)
+            content_type = downloaded.content_type or content_type_for(ext)
+            file_entry = {"key": key, "bytes": downloaded.bytes, "sha256": downloaded.sha256, "content_type": content_type}
+            document = self._sidecar(asset, licenses, details, file_entry)
+            for destination in need_file:
+                self._store(destination, key, path, downloaded, content_type, asset, best, document)
+                self.store.record_stored(
+                    source=source.name, media_type=asset.media_type, media_id=asset.media_id,
+                    destination=destination.name, key=key, sha256=downloaded.sha256,
+                    size_bytes=downloaded.bytes, size=best.size, license_ids=[i.license_id for i in licenses])
+            return downloaded.bytes, key
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _key(self, license: Item, details: dict[str, Any] | None, ext: str) -> str:
+        details = details or {}
+        values = {
+            "source": license.source,
+            "media_type": license.media_type,
+            "media_id": license.media_id,
+            "license_id": license.license_id,
+            "license": license.license,
+            "size": license.size,
+            "ext": ext,
+            "slug": slugify(details.get("description")),
+            "contributor": str((details.get("contributor") or {}).get("id") or ""),
+            "original_filename": details.get("original_filename") or "",
+            "username": license.username,
+            "licensed": license.licensed_at,
+        }
+        try:
+            return self.template.render(values)
+        except ValueError as error:
+            raise ItemFailed(f"cannot name this asset safely: {error}") from None
+
+    def _sidecar(self, asset: AssetWork, licenses: list[Item], details: dict[str, Any] | None, file_entry: dict[str, Any]) -> bytes:
+        return sidecar.encode(sidecar.build_sidecar(
+            source=asset.source.name, media_type=asset.media_type, media_id=asset.media_id,
+            licenses=licenses, details=details, file=file_entry, synced_at=utcnow()))
+
+    def _adopt(self, asset: AssetWork, destination: Destination, key: str, best: Item, licenses: list[Item]) -> bool:
+        """An object already at ``key`` with its sidecar naming this license (a crash after the upload): take it."""
+        document = sidecar.decode(destination.get_sidecar(key))
+        if document is None or document.get("media_id") != asset.media_id:
+            return False
+        listed = {entry.get("id") for entry in document.get("licenses") or []}
+        stat = destination.stat(key)
+        file_entry = document.get("file") or {}
+        if best.license_id not in listed or stat is None or not stat.sha256 or stat.sha256 != file_entry.get("sha256"):
+            return False
+        if not {i.license_id for i in licenses} <= listed:
+            document["licenses"] = [sidecar.license_entry(i) for i in licenses]
+            destination.put_sidecar(key, sidecar.encode(document))
+        self.store.record_stored(source=asset.source.name, media_type=asset.media_type, media_id=asset.media_id,
+                                 destination=destination.name, key=key, sha256=stat.sha256, size_bytes=stat.bytes,
+                                 size=best.size, license_ids=[i.license_id for i in licenses])
+        log.info("adopted", destination=destination.name, key=key)
+        return True
+
+    def _update_sidecars(self, asset: AssetWork, licenses: list[Item], details: dict[str, Any] | None,
+                         stored: dict[str, Any], destinations: Sequence[Destination]) -> str | None:
+        """A new license of media already stored (no larger file): list it in the sidecars."""
+        key = None
+        for destination in destinations:
+            row = stored[destination.name]
+            key = row.key
+            current = sidecar.decode(destination.get_sidecar(row.key)) or {}
+            have = {entry.get("id") for entry in current.get("licenses") or []}
+            wanted = {i.license_id for i in licenses}
+            if wanted <= have:
+                continue
+            ext = row.key.rsplit(".", 1)[-1] if "." in row.key else None
+            file_entry = {"key": row.key, "bytes": row.bytes, "sha256": row.sha256, "content_type": content_type_for(ext)}
+            destination.put_sidecar(row.key, self._sidecar(asset, licenses, details, file_entry))
+            self.store.record_stored(source=asset.source.name, media_type=asset.media_type, media_id=asset.media_id,
+                                     destination=destination.name, key=row.key, sha256=row.sha256,
+                                     size_bytes=row.bytes, size=row.size, license_ids=sorted(wanted))
+        return key
+
+    def _store(self, destination: Destination, key: str, path: Path, downloaded: DownloadedFile,
+               content_type: str, asset: AssetWork, best: Item, document: bytes) -> None:
+        existing = destination.stat(key)
+        if existing is None or existing.sha256 != downloaded.sha256:
+            info = ObjectInfo(size=downloaded.bytes, sha256=downloaded.sha256, content_type=content_type,
+                              source=asset.source.name, media_type=asset.media_type, media_id=asset.media_id,
+                              license_id=best.license_id, sidecar=sidecar.decode(document) or {})
+            destination.put(key, path, info)
+        destination.put_sidecar(key, document)
+
+    # --- downloading ----------------------------------------------------------------------------
+
+    def _download(self, source: Source, record: LicenseRecord, details: dict[str, Any] | None, path: Path) -> DownloadedFile:
+        """Fetch into ``path`` and verify; a truncated body or refused link is retried with a fresh URL."""
+        last: ItemFailed | None = None
+        for attempt in range(DOWNLOAD_TRIES):
+            if attempt:
+                time.sleep(min(0.5 * 2 ** attempt, 5.0))
+            try:
+                return self._download_once(source, record, details, path)
+            except (IntegrityError, DownloadRefused, TransientError) as error:
+                last = error
+                log.warning("download_retry", license_id=record.license_id, error=str(error), attempt=attempt + 1)
+        assert last is not None
+        raise last
+
+    def _download_once(self, source: Source, record: LicenseRecord, details: dict[str, Any] | None, path: Path) -> DownloadedFile:
+        digest = hashlib.sha256()
+        received = 0
+        head = b""
+        with source.open_download(record) as response:
+            declared = _content_length(response)
+            expected = declared if declared is not None else source.expected_bytes(record, details)
+            content_type = response.headers.get("content-type")
+            try:
+                with open(path, "wb") as out:
+                    for chunk in response.iter_raw(CHUNK):
+                        if len(head) < 64:
+                            head += chunk[:64]
+                        digest.update(chunk)
+                        out.write(chunk)
+                        received += len(chunk)
+                        if expected is not None and received > expected:
+                            raise IntegrityError(f"download is longer than the announced {expected} bytes")
+            except httpx.HTTPError as error:
+                raise IntegrityError(f"download broke off after {received} bytes: {error!r}") from None
+        if expected is not None and received != expected:
+            raise IntegrityError(f"download truncated: {received} of {expected} bytes")
+        if received == 0:
+            raise IntegrityError("download is empty")
+        ext = sniff(head) or extension_for(content_type)
+        return DownloadedFile(bytes=received, sha256=digest.hexdigest(), content_type=_plain_type(content_type, ext), ext=ext)
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    if response.headers.get("content-encoding", "identity") != "identity":
+        return None
+    try:
+        return int(response.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _plain_type(content_type: str | None, ext: str | None) -> str | None:
+    """The response's type when it is specific; the format's type otherwise."""
+    plain = (content_type or "").split(";")[0].strip().lower()
+    if plain and plain not in ("application/octet-stream", "binary/octet-stream"):
+        return plain
+    return content_type_for(ext) if ext else None
+
+
+def _skip_reason(source: Source, item: Item) -> str | None:
+    if item.is_downloadable is False:
+        return "the license is not re-downloadable (is_downloadable: false) and re-licensing is off"
+    if not source.can_redownload(item.media_type):
+        return f"{item.media_type} media have no redownload endpoint and re-licensing is off"
+    return None
+
+
+def _as_record(item: Item) -> LicenseRecord:
+    return LicenseRecord(source=item.source, media_type=item.media_type, license_id=item.license_id,
+                         media_id=item.media_id, licensed_at=item.licensed_at, license=item.license, size=item.size,
+                         format=item.format, subscription_id=item.subscription_id, username=item.username,
+                         is_downloadable=item.is_downloadable)
+
+
+def _chunks(work: list[AssetWork], size: int) -> Iterator[list[AssetWork]]:
+    for start in range(0, len(work), size):
+        yield work[start : start + size]
