@@ -311,6 +311,8 @@ class Engine:
     def _details(self, chunk: list[AssetWork]) -> dict[tuple[str, str, str], dict[str, Any]]:
         wanted: dict[tuple[str, str], list[str]] = {}
         for asset in chunk:
+            if all(_skip_reason(asset.source, item) for item in asset.items):
+                continue  # parked until the configuration allows it: no API call for it
             wanted.setdefault((asset.source.name, asset.media_type), []).append(asset.media_id)
         sources = {asset.source.name: asset.source for asset in chunk}
         found: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -477,8 +479,13 @@ class Engine:
             if wanted <= have:
                 continue
             ext = row.key.rsplit(".", 1)[-1] if "." in row.key else None
-            file_entry = {"key": row.key, "bytes": row.bytes, "sha256": row.sha256, "content_type": content_type_for(ext)}
-            destination.put_sidecar(row.key, self._sidecar(asset, licenses, details, file_entry))
+            file_entry = current.get("file") or {"key": row.key, "bytes": row.bytes, "sha256": row.sha256,
+                                                 "content_type": content_type_for(ext)}
+            if details is None and current:
+                current["licenses"] = [sidecar.license_entry(i) for i in licenses]
+                destination.put_sidecar(row.key, sidecar.encode(current))  # keep what it said about the media
+            else:
+                destination.put_sidecar(row.key, self._sidecar(asset, licenses, details, file_entry))
             self.store.record_stored(source=asset.source.name, media_type=asset.media_type, media_id=asset.media_id,
                                      destination=destination.name, key=row.key, sha256=row.sha256,
                                      size_bytes=row.bytes, size=row.size, license_ids=sorted(wanted))

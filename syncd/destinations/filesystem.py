@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -63,7 +64,7 @@ class FilesystemDestination(Destination):
         return StoredObject(key=key, bytes=file_stat.st_size, sha256=sha256)
 
     def put(self, key: str, path: Path, info: ObjectInfo) -> StoredObject:
-        """Copy ``path`` to ``key``; refuses (and leaves the old file) if bytes differ from ``info``."""
+        """Copy ``path`` to ``key``; if its bytes differ from ``info``, keep the old file."""
         target = self._target(key)
 
         def verify(size: int, sha256: str) -> None:
@@ -79,7 +80,7 @@ class FilesystemDestination(Destination):
                 )
 
         try:
-            source = open(path, "rb")
+            source = open(path, "rb")  # noqa: SIM115 - closed by the ``with`` below
         except OSError as exc:
             message = f"cannot be stored: local file {path} is unreadable ({_reason(exc)})"
             raise DestinationError(self._describe(key, message)) from exc
@@ -92,7 +93,7 @@ class FilesystemDestination(Destination):
 
     def put_sidecar(self, key: str, document: bytes) -> None:
         """Write ``key.json`` atomically."""
-        target = self._target(key + SIDECAR_SUFFIX)
+        target = self._sidecar_target(key)
         try:
             self._write_atomically(target, io.BytesIO(document))
         except OSError as exc:
@@ -101,7 +102,7 @@ class FilesystemDestination(Destination):
 
     def get_sidecar(self, key: str) -> bytes | None:
         """The bytes of ``key.json``, or None."""
-        target = self._target(key + SIDECAR_SUFFIX)
+        target = self._sidecar_target(key)
         try:
             return target.read_bytes()
         except FileNotFoundError:
@@ -157,6 +158,10 @@ class FilesystemDestination(Destination):
             raise DestinationError(self._describe(key, f"resolves outside {root}; refused"))
         return target
 
+    def _sidecar_target(self, key: str) -> Path:
+        self._target(key)  # the asset key itself must be valid, not just key + ".json"
+        return self._target(key + SIDECAR_SUFFIX)
+
     def _describe(self, key: str, problem: str) -> str:
         return f"filesystem destination '{self.name}' at {self.root}: '{key}' {problem}"
 
@@ -203,9 +208,14 @@ class FilesystemDestination(Destination):
         for directory, subdirectories, filenames in os.walk(self.root, onerror=fail):
             subdirectories.sort()
             for filename in sorted(filenames):
-                if filename.endswith(SIDECAR_SUFFIX) and filename != SIDECAR_SUFFIX:
-                    if not _TEMP_NAME.match(filename):
-                        yield Path(directory, filename)
+                if _is_sidecar_name(filename):
+                    yield Path(directory, filename)
+
+
+def _is_sidecar_name(filename: str) -> bool:
+    # No asset name carries the temp marker, so a name with it is a temp file.
+    is_json = filename.endswith(SIDECAR_SUFFIX) and filename != SIDECAR_SUFFIX
+    return is_json and TEMP_MARKER not in filename
 
 
 def _temp_prefix(basename: str) -> str:
@@ -295,10 +305,8 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _unlink_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _sha256_from_sidecar(target: Path, file_stat: os.stat_result) -> str | None:

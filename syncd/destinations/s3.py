@@ -1,4 +1,4 @@
-"""S3 destination: assets and sidecars as objects in one bucket under a prefix (AWS or S3-compatible)."""
+"""S3 destination: assets and sidecars as objects in a bucket under a prefix (AWS or compatible)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -35,7 +35,12 @@ METADATA_VALUE_LIMIT = 256
 # percent-encoded (UTF-8), so urllib.parse.unquote restores the original value.
 _METADATA_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-_TRANSPORT_ERRORS = (boto_errors.BotoCoreError, boto_errors.ClientError, S3UploadFailedError, OSError)
+_TRANSPORT_ERRORS = (
+    boto_errors.BotoCoreError,
+    boto_errors.ClientError,
+    S3UploadFailedError,
+    OSError,
+)
 _UNREACHABLE = (boto_errors.ConnectionError, boto_errors.HTTPClientError)
 
 # What to do about the error codes an operator meets in practice.
@@ -77,6 +82,7 @@ class S3Destination(Destination):
         self.multipart_threshold = multipart_threshold
         # An injected client belongs to the caller, who closes it.
         self._owns_client = client is None
+        self._may_list_uploads = True  # False once the credentials were refused the listing
         # Built once here: boto3 clients are thread-safe, sessions are not.
         self.client = client if client is not None else _make_client(self.endpoint_url, region_name)
         self._transfer_config = TransferConfig(
@@ -184,7 +190,9 @@ class S3Destination(Destination):
         try:
             size = path.stat().st_size
         except OSError as exc:
-            message = f"cannot upload '{key}': local file {path} is unreadable ({exc.strerror})"
+            message = (
+                f"cannot upload '{key}': local file {path} is unreadable ({exc.strerror or exc})"
+            )
             raise DestinationError(self._where() + message) from exc
         if size != info.size:
             message = (
@@ -221,6 +229,8 @@ class S3Destination(Destination):
         here is a dead one. Failing to clean up does not fail the item: a bucket
         lifecycle rule (AbortIncompleteMultipartUpload) is the backstop.
         """
+        if not self._may_list_uploads:
+            return
         try:
             paginator = self.client.get_paginator("list_multipart_uploads")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=object_key):
@@ -230,7 +240,11 @@ class S3Destination(Destination):
                             Bucket=self.bucket, Key=object_key, UploadId=upload["UploadId"]
                         )
         except _TRANSPORT_ERRORS as exc:
-            log.warning("%scannot abort incomplete uploads of '%s': %s", self._where(), object_key, exc)
+            if isinstance(exc, boto_errors.ClientError) and _status(exc) == 403:
+                self._may_list_uploads = False  # warn once, not on every large upload
+            log.warning(
+                "%scannot abort incomplete uploads of '%s': %s", self._where(), object_key, exc
+            )
 
     def _read_object(self, object_key: str, key: str) -> bytes | None:
         try:
@@ -271,8 +285,10 @@ class S3Destination(Destination):
             )
 
     def _where(self) -> str:
-        endpoint = self.client.meta.endpoint_url
-        return f"S3 bucket '{self.bucket}' at {endpoint}: "
+        endpoint = urlsplit(self.client.meta.endpoint_url)
+        # Never echo user:password@ should someone put credentials into endpoint_url.
+        shown = endpoint._replace(netloc=endpoint.netloc.rpartition("@")[2]).geturl()
+        return f"S3 bucket '{self.bucket}' at {shown}: "
 
     def _error(self, doing: str, exc: BaseException) -> DestinationError:
         return DestinationError(f"{self._where()}{doing}: {_describe_cause(exc)}")
@@ -334,7 +350,9 @@ def _client_config_error(
             "s3:ListBucket, s3:GetObject and s3:PutObject on it"
         )
         return ConfigError(message, key=f"{destination}.bucket")
-    return ConfigError(f"{where}cannot {action} the bucket: {_describe_cause(exc)}", key=destination)
+    return ConfigError(
+        f"{where}cannot {action} the bucket: {_describe_cause(exc)}", key=destination
+    )
 
 
 def _describe_cause(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from syncd.sandbox.kinds import MediaKind
+from syncd.sandbox.kinds import KINDS, MediaKind
 
 WORDS: tuple[str, ...] = (
     "mountain", "river", "forest", "city", "skyline", "sunset", "morning", "family", "team",
@@ -105,11 +105,15 @@ def new_media_id(kind: MediaKind, rng: random.Random) -> str:
     return str(rng.randint(100_000_000, 2_499_999_999))
 
 
-def license_number(seed: int, serial: int) -> int:
-    """License numbers grow with the serial, so newer licenses have larger ids."""
-    base = 4_000_000_000 + (seed % 1000) * 1_000_000
-    jitter = record_rng(seed, "license-number", serial).randint(0, 9)
-    return base + serial * 10 + jitter
+def license_id(seed: int, kind: MediaKind, serial: int) -> str:
+    """``i4117504982``: numbers grow with the kind's serial, so newer licenses have larger ids.
+
+    Each kind numbers from its own offset because editorial images and videos share the
+    ``e`` prefix.
+    """
+    offset = list(KINDS).index(kind.name) * 50_000_000
+    jitter = record_rng(seed, "license-number", kind.name, serial).randint(0, 9)
+    return f"{kind.license_prefix}{4_000_000_000 + (seed % 1000) * 1_000_000 + offset + serial * 10 + jitter}"
 
 
 EASTERN = timezone(timedelta(hours=-4))
@@ -130,6 +134,11 @@ def parse_time(text: str) -> datetime:
 
 
 # --- media details ----------------------------------------------------------------------
+
+
+def display_name(size: str) -> str:
+    """``Huge``, ``HD``, ``4K``, ``WAV``: how the API labels a size."""
+    return size.upper() if size in ("sd", "hd", "4k", "wav", "mp3") else size.capitalize()
 
 
 def asset_key(kind: MediaKind, size: str) -> str:
@@ -181,7 +190,7 @@ class MediaFactory:
             "file_size": self.file_size(kind, media_id, size),
             "format": kind.sizes[size],
             "is_licensable": True,
-            "display_name": size.capitalize() if size != "4k" else "4K",
+            "display_name": display_name(size),
         }
         if kind.media_type in ("image", "video"):
             asset.update(width=width, height=height)

@@ -65,7 +65,7 @@ class Catalogue:
         self._histories: dict[str, list[dict[str, Any]]] = {name: [] for name in KINDS}
         self._media: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in KINDS}
         self._licenses: dict[str, LicenseRecord] = {}
-        self._serial = 0
+        self._serials: dict[str, int] = {name: 0 for name in KINDS}
         self._arrivals: tuple[MediaKind, float, float] | None = None
         self._arrived = 0
         self._subscriptions = self._make_subscriptions(now)
@@ -123,9 +123,10 @@ class Catalogue:
     ) -> dict[str, Any]:
         """Record a license bought through the licensing endpoint (downloadable unless editorial)."""
         with self.lock:
-            rng = self._next_rng(kind)
+            license_id, rng = self._next_license(kind)
             return self._append(
                 kind,
+                license_id,
                 rng,
                 media_id=media_id,
                 size=size,
@@ -170,8 +171,9 @@ class Catalogue:
         with self.lock:
             while self._arrived < due:
                 self._arrived += 1
-                rng = self._next_rng(kind)
-                self._add_generated(kind, rng, start + self._arrived * interval, self._default_downloadable(kind, rng))
+                license_id, rng = self._next_license(kind)
+                when = start + self._arrived * interval
+                self._add_generated(kind, license_id, rng, when, self._default_downloadable(kind, rng))
 
     # --- generation ---------------------------------------------------------------------
 
@@ -180,12 +182,12 @@ class Catalogue:
         times = self._initial_times(kind, count, now)
         duplicates = self._duplicate_positions(kind, count)
         for index in range(count):
-            rng = self._next_rng(kind)
+            license_id, rng = self._next_license(kind)
             downloadable = self._default_downloadable(kind, rng)
             if index in duplicates:
-                self._add_duplicate(kind, rng, times[index], downloadable)
+                self._add_duplicate(kind, license_id, rng, times[index], downloadable)
             else:
-                self._add_generated(kind, rng, times[index], downloadable)
+                self._add_generated(kind, license_id, rng, times[index], downloadable)
 
     def _initial_times(self, kind: MediaKind, count: int, now: float) -> list[float]:
         """Download times oldest first, hours apart, the newest a few minutes before ``now``."""
@@ -204,31 +206,38 @@ class Catalogue:
         rng = data.record_rng(self.seed, "duplicates", kind.name)
         return set(rng.sample(range(count // 2, count), max(1, count // 12)))
 
-    def _add_generated(self, kind: MediaKind, rng: random.Random, when: float, downloadable: bool) -> dict[str, Any]:
+    def _add_generated(
+        self, kind: MediaKind, license_id: str, rng: random.Random, when: float, downloadable: bool
+    ) -> dict[str, Any]:
+        """License a brand-new media item."""
         media = self._create_media(kind, self._unused_media_id(kind, rng))
+        size = self._choose_size(kind, media, rng)
         return self._append(
-            kind, rng, media_id=media["id"], size=self._choose_size(kind, media, rng),
-            when=when, is_downloadable=downloadable,
+            kind, license_id, rng, media_id=media["id"], size=size, when=when, is_downloadable=downloadable
         )
 
-    def _add_duplicate(self, kind: MediaKind, rng: random.Random, when: float, downloadable: bool) -> dict[str, Any]:
+    def _add_duplicate(
+        self, kind: MediaKind, license_id: str, rng: random.Random, when: float, downloadable: bool
+    ) -> dict[str, Any]:
         """License an older media again in another size (``medium`` earlier, ``huge`` now)."""
         history = self._histories[kind.name]
         seen_twice = {media_id for media_id, n in self._media_counts(kind).items() if n > 1}
         candidates = [item for item in history if item[kind.item_key]["id"] not in seen_twice]
         if not candidates:
-            return self._add_generated(kind, rng, when, downloadable)
+            return self._add_generated(kind, license_id, rng, when, downloadable)
         original = rng.choice(candidates)[kind.item_key]
         media = self._media[kind.name][original["id"]]
         sizes = self.factory.sizes_of(kind, media)
         larger = [s for s in sizes if sizes.index(s) > sizes.index(original["format"]["size"])]
         other = [s for s in sizes if s != original["format"]["size"]]
         size = (larger or other or sizes)[0] if not kind.editorial else "original"
-        return self._append(kind, rng, media_id=media["id"], size=size, when=when, is_downloadable=downloadable)
+        return self._append(
+            kind, license_id, rng, media_id=media["id"], size=size, when=when, is_downloadable=downloadable
+        )
 
     def _add_one(self, kind: MediaKind, now: float, overrides: dict[str, Any]) -> dict[str, Any]:
         """One ``add_licenses`` license, with overrides split between license and media."""
-        rng = self._next_rng(kind)
+        license_id, rng = self._next_license(kind)
         media_id = str(overrides["media_id"]) if "media_id" in overrides else self._unused_media_id(kind, rng)
         media = self._media[kind.name].get(media_id) or self._create_media(kind, media_id)
         media.update({k: v for k, v in overrides.items() if k not in LICENSE_OVERRIDES | CONTROL_OVERRIDES})
@@ -239,6 +248,7 @@ class Catalogue:
         when = overrides.get("download_time") or self._next_time(kind, now)
         return self._append(
             kind,
+            license_id,
             rng,
             media_id=media_id,
             size=size,
@@ -254,6 +264,7 @@ class Catalogue:
     def _append(
         self,
         kind: MediaKind,
+        license_id: str,
         rng: random.Random,
         *,
         media_id: str,
@@ -266,7 +277,6 @@ class Catalogue:
         username: str | None = None,
     ) -> dict[str, Any]:
         """Put a new license on top of the kind's history and index it by id."""
-        license_id = f"{kind.license_prefix}{data.license_number(self.seed, self._serial)}"
         moment = when if isinstance(when, str) else data.format_time(datetime.fromtimestamp(when, timezone.utc), rng)
         default_subscription = self.subscription_for(kind)
         item = data.history_item(
@@ -287,10 +297,11 @@ class Catalogue:
         self._licenses[license_id] = LicenseRecord(kind, item)
         return item
 
-    def _next_rng(self, kind: MediaKind) -> random.Random:
-        """The generator of the next license; the serial also numbers its id."""
-        self._serial += 1
-        return data.record_rng(self.seed, "license", kind.name, self._serial)
+    def _next_license(self, kind: MediaKind) -> tuple[str, random.Random]:
+        """The id of the kind's next license and the generator private to it."""
+        self._serials[kind.name] += 1
+        serial = self._serials[kind.name]
+        return data.license_id(self.seed, kind, serial), data.record_rng(self.seed, "license", kind.name, serial)
 
     def _next_time(self, kind: MediaKind, now: float) -> float:
         """``now``, but always at least one second after the current top of the history."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MediaKind:
-    """Everything that differs between images, videos, audio, sfx and editorial media."""
+    """Everything that differs between images, videos, audio, sfx and editorial media.
+
+    Kinds are module-level singletons, so identity is equality (and they hash).
+    """
 
     name: str
     """Our name for the kind, as passed in ``Sandbox(media_types=...)``."""

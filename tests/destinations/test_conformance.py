@@ -222,7 +222,9 @@ def test_iter_sidecars_yields_exactly_the_sidecars_by_asset_key(harness: Harness
         expected[key] = sidecar_for(key, data)
         harness.destination.put_sidecar(key, expected[key])
     # An asset without a sidecar (e.g. a crash between the two writes) is not reported.
-    harness.destination.put("shutterstock/image/9-no-sidecar.jpg", *asset_file(harness.downloads, b"z"))
+    harness.destination.put(
+        "shutterstock/image/9-no-sidecar.jpg", *asset_file(harness.downloads, b"z")
+    )
 
     found = list(harness.destination.iter_sidecars())
 

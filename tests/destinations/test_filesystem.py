@@ -1,4 +1,4 @@
-"""Filesystem-specific behaviour: atomic writes, temp-file hygiene, confinement to the root, check()."""
+"""Filesystem-specific behaviour: atomic writes, temp-file hygiene, confinement, check()."""
 
 from __future__ import annotations
 
@@ -92,7 +92,16 @@ def test_a_missing_local_file_fails_the_put_and_keeps_the_old_file(
 
 
 @pytest.mark.parametrize(
-    "key", ["../outside.jpg", "a/../../outside.jpg", "/tmp/outside.jpg", "", "a//b.jpg", "./a.jpg", "a\x00b"]
+    "key",
+    [
+        "../outside.jpg",
+        "a/../../outside.jpg",
+        "/tmp/outside.jpg",
+        "",
+        "a//b.jpg",
+        "./a.jpg",
+        "a\x00b",
+    ],
 )
 def test_a_key_that_is_not_a_safe_relative_path_is_refused(
     destination: FilesystemDestination, tmp_path: Path, downloads: Path, key: str

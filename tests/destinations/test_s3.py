@@ -26,7 +26,9 @@ PREFIX = "stock/"
 @pytest.fixture
 def destination(s3_bucket: tuple[str, str]) -> Iterator[S3Destination]:  # noqa: F811
     endpoint, bucket = s3_bucket
-    built = S3Destination("archive", bucket, prefix=PREFIX, endpoint_url=endpoint, multipart_threshold=5 * MIB)
+    built = S3Destination(
+        "archive", bucket, prefix=PREFIX, endpoint_url=endpoint, multipart_threshold=5 * MIB
+    )
     yield built
     built.close()
 
@@ -72,7 +74,9 @@ def test_a_hostile_non_ascii_media_id_is_stored_percent_encoded(
 
     destination.put(KEY, path, info)
 
-    stored = client.head_object(Bucket=destination.bucket, Key=PREFIX + KEY)["Metadata"]["syncd-media-id"]
+    stored = client.head_object(Bucket=destination.bucket, Key=PREFIX + KEY)["Metadata"][
+        "syncd-media-id"
+    ]
     assert stored.isascii() and stored.isprintable() and " " not in stored
     assert unquote(stored) == hostile
     assert destination.stat(KEY) is not None
@@ -85,7 +89,9 @@ def test_an_overlong_metadata_value_is_truncated_not_refused(
 
     destination.put(KEY, path, info)
 
-    stored = client.head_object(Bucket=destination.bucket, Key=PREFIX + KEY)["Metadata"]["syncd-media-id"]
+    stored = client.head_object(Bucket=destination.bucket, Key=PREFIX + KEY)["Metadata"][
+        "syncd-media-id"
+    ]
     assert 0 < len(stored) <= 256
     assert set(unquote(stored)) == {"é"}  # cut between escapes, never inside one
 
@@ -168,7 +174,8 @@ def test_an_upload_abandoned_by_a_killed_run_is_aborted_by_the_next_put(
 
 
 def test_an_upload_error_names_the_bucket_and_cause_but_no_secret(
-    s3_server: str, tmp_path: Path  # noqa: F811
+    s3_server: str,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     missing = S3Destination("archive", "no-such-bucket-here", endpoint_url=s3_server)
     path, info = asset_file(tmp_path, b"bytes")
@@ -191,7 +198,9 @@ def test_stat_without_syncd_metadata_reports_no_sha256(
     assert found is not None and (found.bytes, found.sha256) == (16, None)
 
 
-def test_iter_sidecars_ignores_objects_outside_the_prefix(destination: S3Destination, client: Any) -> None:
+def test_iter_sidecars_ignores_objects_outside_the_prefix(
+    destination: S3Destination, client: Any
+) -> None:
     client.put_object(Bucket=destination.bucket, Key="elsewhere/a.jpg.json", Body=b"{}")
     destination.put_sidecar(KEY, b"{}")
 
@@ -223,7 +232,8 @@ def test_check_on_an_unreachable_endpoint_names_the_endpoint_key_quickly(
 
 
 def test_check_without_credentials_explains_the_credential_chain(
-    s3_bucket: tuple[str, str], monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    s3_bucket: tuple[str, str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
@@ -237,7 +247,9 @@ def test_check_without_credentials_explains_the_credential_chain(
     assert failure.value.key == "destinations.archive"
 
 
-def test_check_on_a_good_bucket_leaves_nothing_behind(destination: S3Destination, client: Any) -> None:
+def test_check_on_a_good_bucket_leaves_nothing_behind(
+    destination: S3Destination, client: Any
+) -> None:
     destination.check()
 
     assert client.list_objects_v2(Bucket=destination.bucket).get("KeyCount", 0) == 0
@@ -259,5 +271,7 @@ def test_a_media_id_with_a_lone_surrogate_does_not_crash(
 
     destination.put(KEY, path, info)
 
-    stored = client.head_object(Bucket=destination.bucket, Key=PREFIX + KEY)["Metadata"]["syncd-media-id"]
+    stored = client.head_object(Bucket=destination.bucket, Key=PREFIX + KEY)["Metadata"][
+        "syncd-media-id"
+    ]
     assert stored == "12?"
