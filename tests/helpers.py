@@ -87,3 +87,9 @@ def library_files(root: Path) -> tuple[list[Path], list[Path]]:
     sidecars = [p for p in files if p.name.endswith(".json")]
     assets = [p for p in files if not p.name.endswith(".json")]
     return assets, sidecars
+
+
+def lose_state(directory: Path) -> None:
+    """Delete the SQLite state database with its WAL files, as a lost volume would."""
+    for suffix in ("", "-wal", "-shm"):
+        (directory / f"state.db{suffix}").unlink(missing_ok=True)
