@@ -10,10 +10,12 @@ import hmac
 import json
 import re
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time as day_time, timezone
+from datetime import UTC, datetime
+from datetime import time as day_time
 from http import HTTPStatus
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from syncd.sandbox.content import GeneratedFile
 from syncd.sandbox.data import asset_key, parse_time
@@ -205,7 +207,9 @@ class SandboxApi:
         if sort == "oldest":
             items.reverse()
         start = (page - 1) * per_page
-        payload = {"data": items[start: start + per_page], "page": page, "per_page": per_page, "total_count": len(items)}
+        payload = {
+            "data": items[start: start + per_page], "page": page, "per_page": per_page, "total_count": len(items),
+        }
         with self.catalogue.lock:  # the dicts are live; tests may change them between requests
             return Response.json(200, payload)
 
@@ -249,7 +253,9 @@ class SandboxApi:
         return {**result, "download": {"url": self.download_url(record, size)}, "allotment_charge": 1,
                 "license_id": license_item["id"]}
 
-    def _licensable_media(self, kind: MediaKind, media_id: str, item: dict[str, Any]) -> tuple[MediaKind, dict[str, Any]]:
+    def _licensable_media(
+        self, kind: MediaKind, media_id: str, item: dict[str, Any]
+    ) -> tuple[MediaKind, dict[str, Any]]:
         """The media to license and the history it joins; editorial media may come through the image/video endpoints."""
         if not media_id:
             raise ApiError(400, f"{kind.body_id_field} is required")
@@ -451,7 +457,7 @@ def _date_param(request: Request, name: str, end_of_day: bool) -> datetime | Non
     try:
         if len(raw) == 10:
             day = datetime.fromisoformat(raw).date()
-            return datetime.combine(day, day_time.max if end_of_day else day_time.min, timezone.utc)
+            return datetime.combine(day, day_time.max if end_of_day else day_time.min, UTC)
         return parse_time(raw)
     except ValueError as error:
         raise ApiError(400, f"{name} must be an ISO 8601 date or date-time") from error

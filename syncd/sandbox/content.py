@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from syncd.sandbox.kinds import CONTENT_TYPES
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from syncd.sandbox.kinds import KINDS, MediaKind
@@ -123,14 +123,14 @@ def format_time(moment: datetime, rng: random.Random) -> str:
     """ISO timestamp, half with ``Z`` and half with the docs' ``-04:00`` offset."""
     moment = moment.replace(microsecond=0)
     if rng.random() < 0.5:
-        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return moment.astimezone(EASTERN).isoformat()
 
 
 def parse_time(text: str) -> datetime:
     """Parse an API timestamp or date; naive values are taken as UTC."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- media details ----------------------------------------------------------------------

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from syncd.sandbox import data
 from syncd.sandbox.kinds import KINDS, MediaKind
@@ -277,7 +278,7 @@ class Catalogue:
         username: str | None = None,
     ) -> dict[str, Any]:
         """Put a new license on top of the kind's history and index it by id."""
-        moment = when if isinstance(when, str) else data.format_time(datetime.fromtimestamp(when, timezone.utc), rng)
+        moment = when if isinstance(when, str) else data.format_time(datetime.fromtimestamp(when, UTC), rng)
         default_subscription = self.subscription_for(kind)
         item = data.history_item(
             kind,
@@ -344,7 +345,7 @@ class Catalogue:
     def _make_subscriptions(self, now: float) -> dict[str, dict[str, Any]]:
         """One subscription per asset type among the configured kinds."""
         subscriptions: dict[str, dict[str, Any]] = {}
-        start = datetime.fromtimestamp(now, timezone.utc).replace(microsecond=0) - timedelta(days=30)
+        start = datetime.fromtimestamp(now, UTC).replace(microsecond=0) - timedelta(days=30)
         for kind in self.kinds:
             subscription_id = data.subscription_id_for(self.seed, kind)
             entry = subscriptions.setdefault(subscription_id, {

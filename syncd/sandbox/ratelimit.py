@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 # Without a configured limit the sandbox still counts honestly, against a quota so large
 # that tests and the demo never meet it.
@@ -29,7 +29,9 @@ class QuotaState:
 
     def body(self) -> dict[str, object]:
         """The body of a 429, as in the getting-started docs."""
-        return {"message": "Too many requests", "limit": self.limit, "remaining": self.remaining, "reset": self.reset_ms}
+        return {
+            "message": "Too many requests", "limit": self.limit, "remaining": self.remaining, "reset": self.reset_ms,
+        }
 
 
 class RateLimiter:

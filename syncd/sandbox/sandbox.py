@@ -6,9 +6,10 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from syncd.sandbox.api import Request, SandboxApi
 from syncd.sandbox.faults import FaultRule, FaultSet

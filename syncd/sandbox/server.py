@@ -7,6 +7,7 @@ at all, or not at all (a dropped connection).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import traceback
@@ -70,10 +71,8 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):  # already closed by the peer
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the peer
 
 
 class SandboxRequestHandler(BaseHTTPRequestHandler):
