@@ -29,7 +29,7 @@ import httpx
 import structlog
 
 from syncd import sidecar
-from syncd.destinations.base import Destination, ObjectInfo
+from syncd.destinations.base import Destination, ObjectInfo, StoredObject
 from syncd.errors import (
     DownloadRefused,
     Fatal,
@@ -399,10 +399,14 @@ class Engine:
             return 0, key
         record = _as_record(best)
         ext = normalise_ext(source.extension(record, details))
+        present: dict[str, StoredObject | None] = {}
         if ext is not None:
-            need_file = [d for d in need_file if not self._adopt(asset, d, self._key(best, details, ext), best, licenses)]
+            key = self._key(best, details, ext)
+            for destination in need_file:
+                present[destination.name] = destination.stat(key)
+            need_file = [d for d in need_file if not self._adopt(asset, d, key, best, licenses, present[d.name])]
             if not need_file:
-                return 0, self._key(best, details, ext)
+                return 0, key
         path = spool / f"{uuid.uuid4().hex}.part"
         try:
             downloaded = self._download(source, record, details, path)
@@ -412,7 +416,13 @@ class Engine:
             file_entry = {"key": key, "bytes": downloaded.bytes, "sha256": downloaded.sha256, "content_type": content_type}
             document = self._sidecar(asset, licenses, details, file_entry)
             for destination in need_file:
-                self._store(destination, key, path, downloaded, content_type, asset, best, document)
+                existing = present[destination.name] if destination.name in present else destination.stat(key)
+                if existing is None or existing.sha256 != downloaded.sha256:
+                    destination.put(key, path, ObjectInfo(
+                        size=downloaded.bytes, sha256=downloaded.sha256, content_type=content_type,
+                        source=source.name, media_type=asset.media_type, media_id=asset.media_id,
+                        license_id=best.license_id, sidecar=sidecar.decode(document) or {}))
+                destination.put_sidecar(key, document)
                 self.store.record_stored(
                     source=source.name, media_type=asset.media_type, media_id=asset.media_id,
                     destination=destination.name, key=key, sha256=downloaded.sha256,
@@ -447,13 +457,15 @@ class Engine:
             source=asset.source.name, media_type=asset.media_type, media_id=asset.media_id,
             licenses=licenses, details=details, file=file_entry, synced_at=utcnow()))
 
-    def _adopt(self, asset: AssetWork, destination: Destination, key: str, best: Item, licenses: list[Item]) -> bool:
+    def _adopt(self, asset: AssetWork, destination: Destination, key: str, best: Item, licenses: list[Item],
+               stat: StoredObject | None) -> bool:
         """An object already at ``key`` with its sidecar naming this license (a crash after the upload): take it."""
+        if stat is None or not stat.sha256:
+            return False
         document = sidecar.decode(destination.get_sidecar(key))
         if document is None or document.get("media_id") != asset.media_id:
             return False
         listed = {entry.get("id") for entry in document.get("licenses") or []}
-        stat = destination.stat(key)
         file_entry = document.get("file") or {}
         if best.license_id not in listed or stat is None or not stat.sha256 or stat.sha256 != file_entry.get("sha256"):
             return False
@@ -490,16 +502,6 @@ class Engine:
                                      destination=destination.name, key=row.key, sha256=row.sha256,
                                      size_bytes=row.bytes, size=row.size, license_ids=sorted(wanted))
         return key
-
-    def _store(self, destination: Destination, key: str, path: Path, downloaded: DownloadedFile,
-               content_type: str, asset: AssetWork, best: Item, document: bytes) -> None:
-        existing = destination.stat(key)
-        if existing is None or existing.sha256 != downloaded.sha256:
-            info = ObjectInfo(size=downloaded.bytes, sha256=downloaded.sha256, content_type=content_type,
-                              source=asset.source.name, media_type=asset.media_type, media_id=asset.media_id,
-                              license_id=best.license_id, sidecar=sidecar.decode(document) or {})
-            destination.put(key, path, info)
-        destination.put_sidecar(key, document)
 
     # --- downloading ----------------------------------------------------------------------------
 

@@ -118,13 +118,20 @@ class S3Destination(Destination):
             # An upload killed mid-way (kill -9) leaves parts that cost storage forever.
             self._abort_incomplete_uploads(object_key)
         try:
-            self.client.upload_file(
-                str(path),
-                self.bucket,
-                object_key,
-                ExtraArgs=self._upload_args(info, multipart),
-                Config=self._transfer_config,
-            )
+            if multipart:
+                self.client.upload_file(
+                    str(path),
+                    self.bucket,
+                    object_key,
+                    ExtraArgs=self._upload_args(info, multipart),
+                    Config=self._transfer_config,
+                )
+            else:
+                # One PUT; upload_file would start a transfer manager and its threads per call.
+                with open(path, "rb") as body:
+                    self.client.put_object(
+                        Bucket=self.bucket, Key=object_key, Body=body, **self._upload_args(info, multipart)
+                    )
         except BaseException as exc:
             # s3transfer aborts its own upload on failure, but that abort can fail too.
             if multipart:
