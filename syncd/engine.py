@@ -139,6 +139,8 @@ class Engine:
         self._stop = threading.Event()
         self._fatal: Fatal | None = None
         self._lock = threading.Lock()
+        self._inventory: dict[str, bool] = {}
+        self._renewing = False
 
     def request_stop(self) -> None:
         """Take no new item; items in flight finish (used on SIGTERM/SIGINT)."""
@@ -279,6 +281,7 @@ class Engine:
         self.reporter.planned(result.planned, None)
         if not work:
             return
+        self._inventory = {d.name: self._knows_inventory(d) for d in self.destinations}
         spool = Path(tempfile.mkdtemp(prefix="syncd-spool-"))
         slots = threading.BoundedSemaphore(self.concurrency * 2)
         renewer = threading.Thread(target=self._renew_leases, name="syncd-lease-renewer", daemon=True)
@@ -300,6 +303,15 @@ class Engine:
         finally:
             self._renewing = False
             shutil.rmtree(spool, ignore_errors=True)
+
+    def _knows_inventory(self, destination: Destination) -> bool:
+        """Whether this state knows every syncd object at the destination (it started empty here)."""
+        if self.store.inventory_complete(destination.name):
+            return True
+        if not self.store.has_stored(destination.name) and destination.is_empty():
+            self.store.mark_inventory_complete(destination.name)
+            return True
+        return False
 
     def _renew_leases(self) -> None:
         while self._renewing and not self._stop.wait(LEASE_RENEW_SECONDS):
@@ -335,8 +347,8 @@ class Engine:
         started = time.monotonic()
         outcome, size, key, reason = "synced", 0, None, None
         try:
-            size, key = self._sync_asset(asset, details.get((asset.source.name, asset.media_type, asset.media_id)), spool)
-            self.store.set_status(ids, SYNCED)
+            size, key, stored = self._sync_asset(asset, details.get((asset.source.name, asset.media_type, asset.media_id)), spool)
+            self.store.complete(ids, stored)
         except ItemSkipped as skip:
             outcome, reason = "skipped", str(skip)
             self.store.set_status(ids, SKIPPED, reason)
@@ -375,8 +387,9 @@ class Engine:
 
     # --- one asset ----------------------------------------------------------------------------
 
-    def _sync_asset(self, asset: AssetWork, details: dict[str, Any] | None, spool: Path) -> tuple[int, str | None]:
-        """Bring every destination up to date with this asset; returns (bytes transferred, key)."""
+    def _sync_asset(self, asset: AssetWork, details: dict[str, Any] | None,
+                    spool: Path) -> tuple[int, str | None, list[dict[str, Any]]]:
+        """Bring every destination up to date; returns (bytes transferred, key, stored rows to record)."""
         source = asset.source
         due = {item.license_id for item in asset.items}
         licenses = [i for i in self.store.licenses_of_media(source.name, asset.media_type, asset.media_id)
@@ -385,7 +398,7 @@ class Engine:
         candidates = [i for i in licenses if _skip_reason(source, i) is None]
         if not candidates:
             if all(stored.values()):
-                return 0, self._update_sidecars(asset, licenses, details, stored, self.destinations), None
+                return 0, self._update_sidecars(asset, licenses, details, stored, self.destinations), []
             raise ItemSkipped(_skip_reason(source, asset.items[0]) or "cannot be fetched")
         best = max(candidates, key=lambda i: (source.size_rank(asset.media_type, i.size), i.licensed_at))
         best_rank = source.size_rank(asset.media_type, best.size)
@@ -396,17 +409,22 @@ class Engine:
         if sidecar_only:
             key = self._update_sidecars(asset, licenses, details, stored, sidecar_only)
         if not need_file:
-            return 0, key
+            return 0, key, []
         record = _as_record(best)
         ext = normalise_ext(source.extension(record, details))
-        present: dict[str, StoredObject | None] = {}
+        # Never tried before, at a destination whose every object this state knows: nothing can be
+        # there, so no question is asked. Otherwise an earlier try may have stored it: look first.
+        first_try = all(item.claims == 0 for item in asset.items)
+        present: dict[str, StoredObject | None] = {
+            d.name: None for d in need_file if first_try and self._inventory.get(d.name)}
         if ext is not None:
             key = self._key(best, details, ext)
             for destination in need_file:
-                present[destination.name] = destination.stat(key)
+                if destination.name not in present:
+                    present[destination.name] = destination.stat(key)
             need_file = [d for d in need_file if not self._adopt(asset, d, key, best, licenses, present[d.name])]
             if not need_file:
-                return 0, key
+                return 0, key, []
         path = spool / f"{uuid.uuid4().hex}.part"
         try:
             downloaded = self._download(source, record, details, path)
@@ -415,19 +433,20 @@ class Engine:
             content_type = downloaded.content_type or content_type_for(ext)
             file_entry = {"key": key, "bytes": downloaded.bytes, "sha256": downloaded.sha256, "content_type": content_type}
             document = self._sidecar(asset, licenses, details, file_entry)
+            info = ObjectInfo(size=downloaded.bytes, sha256=downloaded.sha256, content_type=content_type,
+                              source=source.name, media_type=asset.media_type, media_id=asset.media_id,
+                              license_id=best.license_id, sidecar=sidecar.decode(document) or {})
+            rows = []
             for destination in need_file:
                 existing = present[destination.name] if destination.name in present else destination.stat(key)
                 if existing is None or existing.sha256 != downloaded.sha256:
-                    destination.put(key, path, ObjectInfo(
-                        size=downloaded.bytes, sha256=downloaded.sha256, content_type=content_type,
-                        source=source.name, media_type=asset.media_type, media_id=asset.media_id,
-                        license_id=best.license_id, sidecar=sidecar.decode(document) or {}))
-                destination.put_sidecar(key, document)
-                self.store.record_stored(
-                    source=source.name, media_type=asset.media_type, media_id=asset.media_id,
-                    destination=destination.name, key=key, sha256=downloaded.sha256,
-                    size_bytes=downloaded.bytes, size=best.size, license_ids=[i.license_id for i in licenses])
-            return downloaded.bytes, key
+                    destination.put(key, path, info)
+                destination.put_sidecar(key, document)  # the sidecar last: it marks the asset complete
+                rows.append(dict(source=source.name, media_type=asset.media_type, media_id=asset.media_id,
+                                 destination=destination.name, key=key, sha256=downloaded.sha256,
+                                 size_bytes=downloaded.bytes, size=best.size,
+                                 license_ids=[i.license_id for i in licenses]))
+            return downloaded.bytes, key, rows
         finally:
             path.unlink(missing_ok=True)
 

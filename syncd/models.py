@@ -53,6 +53,7 @@ class Item(SQLModel, table=True):
     updated_at: NaiveDatetime
     lease_owner: str | None = None
     lease_expires_at: NaiveDatetime | None = None
+    claims: int = 0  # times a worker took this item; above 1, an earlier try may have stored it
 
 
 class StoredAsset(SQLModel, table=True):
@@ -74,6 +75,18 @@ class StoredAsset(SQLModel, table=True):
     size: str | None = None  # the licensed size of the stored file
     license_ids: str = "[]"  # JSON list of every license the sidecar lists
     stored_at: NaiveDatetime
+
+
+class DestinationInventory(SQLModel, table=True):
+    """A destination whose every syncd object this state knows (it was empty, or rebuilt from it).
+
+    Items never tried before are then stored without first asking the destination what it holds.
+    """
+
+    __tablename__ = "destination_inventory"
+
+    destination: str = Field(primary_key=True)
+    complete_since: NaiveDatetime
 
 
 class Frontier(SQLModel, table=True):

@@ -34,6 +34,7 @@ from syncd.models import (
     SKIPPED,
     SYNCED,
     BackfillCursor,
+    DestinationInventory,
     Frontier,
     Item,
     Lock,
@@ -248,7 +249,7 @@ class StateStore:
                 update(Item)
                 .where(col(Item.id).in_(list(item_ids)))
                 .where(or_(col(Item.lease_owner).is_(None), col(Item.lease_expires_at) < now, Item.lease_owner == owner))
-                .values(lease_owner=owner, lease_expires_at=now + ttl)
+                .values(lease_owner=owner, lease_expires_at=now + ttl, claims=Item.claims + 1)
             )
             if result.rowcount != len(item_ids):
                 session.rollback()
@@ -342,26 +343,55 @@ class StateStore:
                 )
             ).first()
 
-    def record_stored(
-        self, *, source: str, media_type: str, media_id: str, destination: str, key: str,
+    def record_stored(self, **stored: Any) -> None:
+        """Upsert the row saying a destination holds this asset with these licenses."""
+        with self.write() as session:
+            self._upsert_stored(session, **stored)
+
+    def complete(self, item_ids: Sequence[int], stored: Sequence[dict[str, Any]]) -> None:
+        """An item is synced: record where it is stored and mark it, in one transaction."""
+        with self.write() as session:
+            for row in stored:
+                self._upsert_stored(session, **row)
+            session.execute(update(Item).where(col(Item.id).in_(list(item_ids))).values(
+                status=SYNCED, reason=None, next_attempt_at=None, updated_at=utcnow(),
+                lease_owner=None, lease_expires_at=None))
+
+    @staticmethod
+    def _upsert_stored(
+        session: Session, *, source: str, media_type: str, media_id: str, destination: str, key: str,
         sha256: str, size_bytes: int, size: str | None, license_ids: Sequence[str],
     ) -> None:
-        """Upsert the row saying ``destination`` holds this asset with these licenses."""
+        row = session.exec(
+            select(StoredAsset).where(
+                StoredAsset.source == source,
+                StoredAsset.media_type == media_type,
+                StoredAsset.media_id == media_id,
+                StoredAsset.destination == destination,
+            )
+        ).first() or StoredAsset(source=source, media_type=media_type, media_id=media_id,
+                                 destination=destination, key=key, sha256=sha256, bytes=size_bytes,
+                                 stored_at=utcnow())
+        row.key, row.sha256, row.bytes, row.size = key, sha256, size_bytes, size
+        row.license_ids = json.dumps(sorted(set(license_ids)))
+        row.stored_at = utcnow()
+        session.add(row)
+
+    def inventory_complete(self, destination: str) -> bool:
+        """Whether this state knows every syncd object at ``destination``."""
+        with self.read() as session:
+            return session.get(DestinationInventory, destination) is not None
+
+    def has_stored(self, destination: str) -> bool:
+        """Whether any asset is recorded at ``destination``."""
+        with self.read() as session:
+            return session.exec(select(StoredAsset.id).where(StoredAsset.destination == destination).limit(1)).first() is not None
+
+    def mark_inventory_complete(self, destination: str) -> None:
+        """Record that this state knows every syncd object at ``destination`` from now on."""
         with self.write() as session:
-            row = session.exec(
-                select(StoredAsset).where(
-                    StoredAsset.source == source,
-                    StoredAsset.media_type == media_type,
-                    StoredAsset.media_id == media_id,
-                    StoredAsset.destination == destination,
-                )
-            ).first() or StoredAsset(source=source, media_type=media_type, media_id=media_id,
-                                     destination=destination, key=key, sha256=sha256, bytes=size_bytes,
-                                     stored_at=utcnow())
-            row.key, row.sha256, row.bytes, row.size = key, sha256, size_bytes, size
-            row.license_ids = json.dumps(sorted(set(license_ids)))
-            row.stored_at = utcnow()
-            session.add(row)
+            if session.get(DestinationInventory, destination) is None:
+                session.add(DestinationInventory(destination=destination, complete_since=utcnow()))
 
     # --- runs and status -----------------------------------------------------------------------
 

@@ -69,6 +69,12 @@ class Destination(abc.ABC):
     def iter_sidecars(self) -> Iterator[tuple[str, bytes]]:
         """Every sidecar at this destination as (asset key, JSON bytes); for rebuild-state."""
 
+    def is_empty(self) -> bool:
+        """True when no sidecar (no syncd asset) is stored here yet."""
+        for _ in self.iter_sidecars():
+            return False
+        return True
+
     @abc.abstractmethod
     def check(self) -> None:
         """Prove the destination is reachable and writable without leaving anything behind.

@@ -1,4 +1,4 @@
-"""Schema version 1: items, stored assets, frontiers, backfill cursors, runs, locks.
+"""Schema version 1: items, stored assets, destination inventory, frontiers, backfill cursors, runs, locks.
 
 Revision ID: 0001
 Revises:
@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime, nullable=False),
         sa.Column("lease_owner", sa.String),
         sa.Column("lease_expires_at", sa.DateTime),
+        sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
         sa.UniqueConstraint("source", "license_id", name="uq_items_source_license"),
     )
     op.create_index("ix_items_status", "items", ["status", "next_attempt_at"])
@@ -53,6 +54,11 @@ def upgrade() -> None:
         sa.Column("license_ids", sa.Text, nullable=False),
         sa.Column("stored_at", sa.DateTime, nullable=False),
         sa.UniqueConstraint("source", "media_type", "media_id", "destination", name="uq_stored_asset"),
+    )
+    op.create_table(
+        "destination_inventory",
+        sa.Column("destination", sa.String, primary_key=True),
+        sa.Column("complete_since", sa.DateTime, nullable=False),
     )
     op.create_table(
         "frontiers",
@@ -98,5 +104,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("locks", "runs", "backfill_cursors", "frontiers", "stored_assets", "items"):
+    for table in ("locks", "runs", "backfill_cursors", "frontiers", "destination_inventory", "stored_assets", "items"):
         op.drop_table(table)
