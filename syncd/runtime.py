@@ -11,7 +11,7 @@ from syncd.config import (
     S3DestinationConfig,
     SourceConfig,
 )
-from syncd.destinations import DESTINATION_KINDS, Destination, FilesystemDestination, S3Destination
+from syncd.destinations import DESTINATION_KINDS, Destination, destination_class
 from syncd.engine import Engine, Reporter
 from syncd.errors import ConfigError
 from syncd.http import RateGate
@@ -40,10 +40,10 @@ def _build_source(entry: SourceConfig, gate: RateGate, index: int) -> Source:
 def build_destination(entry: DestinationConfig, index: int = 0) -> Destination:
     """One destination from its table."""
     if isinstance(entry, FilesystemDestinationConfig):
-        return FilesystemDestination(entry.name, Path(entry.path).expanduser())
+        return destination_class("filesystem")(entry.name, Path(entry.path).expanduser())  # type: ignore[call-arg]
     if isinstance(entry, S3DestinationConfig):
-        return S3Destination(entry.name, entry.bucket, prefix=entry.prefix,
-                             endpoint_url=entry.endpoint_url or None, region_name=entry.region or None)
+        return destination_class("s3")(entry.name, entry.bucket, prefix=entry.prefix,  # type: ignore[call-arg]
+                                       endpoint_url=entry.endpoint_url or None, region_name=entry.region or None)
     known = ", ".join(sorted(DESTINATION_KINDS))
     raise ConfigError(f"destination kind {entry.kind!r} is not available in this version of syncd "
                       f"(available: {known})", key=f"destinations[{index}].kind")

@@ -18,7 +18,7 @@ from syncd.errors import LockHeld
 from syncd.models import Lock
 from syncd.records import LicenseRecord
 from syncd.sandbox import Sandbox
-from syncd.state import LOCK_NAME, StateStore, utcnow
+from syncd.state import LOCK_NAME, MIGRATIONS, SCHEMA_REVISION, StateStore, utcnow
 from tests.helpers import run_syncd, sandbox_config
 
 
@@ -35,6 +35,15 @@ def test_migrations_create_the_schema_at_head(state_url: str) -> None:
     assert {"items", "stored_assets", "frontiers", "backfill_cursors", "runs", "locks", "alembic_version"} <= tables
     StateStore(state_url)  # opening again is a no-op upgrade
     assert store.schema_version() == "0001"
+
+
+def test_the_schema_revision_constant_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
 
 
 def test_sqlite_runs_in_wal_mode(sqlite_url: str) -> None:
