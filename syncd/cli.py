@@ -7,11 +7,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
+import structlog
 import typer
 
 from syncd.config import Config, config_path, load_config
@@ -21,6 +23,7 @@ from syncd.http import RateGate
 from syncd.logs import setup_logging
 from syncd.state import StateStore
 
+log = structlog.get_logger("syncd")
 app = typer.Typer(
     name="syncd",
     help="Keep a DAM, CMS or S3 archive in step with the stock media you have licensed.",
@@ -91,6 +94,8 @@ def _open_store(config: Config, dry_run: bool = False) -> StateStore:
 
 def _one_pass(options: PassOptions) -> None:
     """sync and backfill: one pass under the lock, with progress on a terminal."""
+    from syncd.engine import Reporters
+    from syncd.metrics import Metrics
     from syncd.progress import make_reporter
     from syncd.runtime import build_destinations, build_engine, build_sources
 
@@ -102,7 +107,10 @@ def _one_pass(options: PassOptions) -> None:
         gate = RateGate(config.sync.max_wait)
         sources = build_sources(config, gate, options.source)
         destinations = build_destinations(config)
-        with make_reporter(enabled=not options.dry_run) as reporter:
+        metrics = Metrics() if config.metrics.textfile and not options.dry_run else None
+        started = time.monotonic()
+        with make_reporter(enabled=not options.dry_run) as progress:
+            reporter = Reporters(progress, metrics.reporter()) if metrics else progress
             engine = build_engine(config, store, sources, destinations, reporter)
             if options.dry_run:
                 result = engine.run_pass(options)
@@ -112,6 +120,13 @@ def _one_pass(options: PassOptions) -> None:
                     result = engine.run_pass(options)
                     store.finish_run(run_id, _outcome(result), result.exit_code, result.counts(),
                                      str(result.stop) if result.stop else None)
+        seconds = time.monotonic() - started
+        if not options.dry_run:
+            log.info("pass_summary", command=options.command, seconds=round(seconds, 3),
+                     exit_code=result.exit_code, **result.counts())
+        if metrics is not None:
+            metrics.record_pass(options.command, result, seconds, sources, gate, store.status_counts())
+            metrics.write_textfile(config.metrics.textfile)
         for source in sources:
             source.close()
         for destination in destinations:
@@ -215,6 +230,32 @@ def backfill(
     if media is not None and media not in ("image", "video", "audio", "sfx", "editorial"):
         _fail(ConfigError("must be one of image, video, audio, sfx, editorial", key="--media"))
     _one_pass(options)
+
+
+@app.command()
+def run() -> None:
+    """Daemon: a pass now, then on the configured schedule, until SIGTERM/SIGINT."""
+    from syncd.daemon import Daemon
+
+    try:
+        code = Daemon(_load()).run()
+    except SyncdError as error:
+        _fail(error)
+    raise typer.Exit(code)
+
+
+@app.command()
+def worker() -> None:
+    """Fetch and store queued items from a shared PostgreSQL state (see the contract)."""
+    try:
+        config = _load()
+        if not config.state.url.startswith("postgresql"):
+            raise ConfigError("`syncd worker` needs a shared PostgreSQL state (postgresql+psycopg://…); "
+                              f"this one is {config.state.url.split(':', 1)[0]}", key="state.url")
+        raise ConfigError("workers are not available in this version of syncd; run `syncd sync` or `syncd run`",
+                          key="state.url")
+    except SyncdError as error:
+        _fail(error)
 
 
 @app.command()

@@ -101,7 +101,33 @@ class Reporter:
     def discovering(self, source: str, media_type: str, total: int | None) -> None: ...
     def discovered(self, new: int) -> None: ...
     def planned(self, items: int, total_bytes: int | None) -> None: ...
-    def item_done(self, outcome: str, size: int) -> None: ...
+    def item_done(self, outcome: str, size: int, *, source: str = "", media_type: str = "",
+                  destinations: tuple[str, ...] = (), items: int = 1) -> None: ...
+
+
+class Reporters(Reporter):
+    """Several reporters as one (progress on the terminal and metrics, say)."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        self.reporters = reporters
+
+    def discovering(self, source: str, media_type: str, total: int | None) -> None:
+        for reporter in self.reporters:
+            reporter.discovering(source, media_type, total)
+
+    def discovered(self, new: int) -> None:
+        for reporter in self.reporters:
+            reporter.discovered(new)
+
+    def planned(self, items: int, total_bytes: int | None) -> None:
+        for reporter in self.reporters:
+            reporter.planned(items, total_bytes)
+
+    def item_done(self, outcome: str, size: int, *, source: str = "", media_type: str = "",
+                  destinations: tuple[str, ...] = (), items: int = 1) -> None:
+        for reporter in self.reporters:
+            reporter.item_done(outcome, size, source=source, media_type=media_type, destinations=destinations,
+                               items=items)
 
 
 @dataclass
@@ -367,7 +393,9 @@ class Engine:
         log.info("item", outcome=outcome, source=asset.source.name, media_type=asset.media_type,
                  media_id=asset.media_id, license_ids=[i.license_id for i in asset.items], key=key,
                  bytes=size, duration=round(time.monotonic() - started, 3), reason=reason)
-        self.reporter.item_done(outcome, size)
+        self.reporter.item_done(outcome, size, source=asset.source.name, media_type=asset.media_type,
+                                destinations=tuple(d.name for d in self.destinations) if outcome == "synced" else (),
+                                items=len(ids))
 
     def _count(self, result: PassResult, outcome: str, items: int, size: int) -> None:
         with self._lock:

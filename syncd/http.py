@@ -8,6 +8,7 @@ wait is too long and stops the pass (exit 5).
 from __future__ import annotations
 
 import ipaddress
+import re
 import threading
 import time
 from collections import Counter
@@ -118,6 +119,12 @@ class RateGate:
         with self._lock:
             self._paused_until = max(self._paused_until, until)
 
+    @property
+    def paused_until(self) -> float:
+        """Epoch seconds until which requests wait (in the past when not limited)."""
+        with self._lock:
+            return self._paused_until
+
     def _quota_message(self, delay: float) -> str:
         return (
             f"the upstream's rate limit resets in {delay:.0f}s, longer than [sync] max_wait "
@@ -149,7 +156,7 @@ class ApiClient:
             if response.status_code != 429:
                 return response
             self.gate.pause(reset_epoch(response.headers, _json_or_none(response)) or time.time() + 1.0)
-            log.warning("rate_limited", path=path, paused_for=round(self.gate._paused_until - time.time(), 2))
+            log.warning("rate_limited", path=path, paused_for=round(self.gate.paused_until - time.time(), 2))
         raise QuotaExhausted(f"the upstream kept answering 429 to {path} after {MAX_429_WAITS} waits")
 
     def _send_with_retries(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -184,8 +191,11 @@ class ApiClient:
 
 def path_label(path: str) -> str:
     """A low-cardinality label for an API path (ids replaced), for call counting."""
-    parts = [("{id}" if any(ch.isdigit() for ch in part) else part) for part in path.split("?")[0].split("/")]
+    parts = [("{id}" if _ID_SEGMENT.match(part) else part) for part in path.split("?")[0].split("/")]
     return "/".join(parts)
+
+
+_ID_SEGMENT = re.compile(r"^[A-Za-z]{0,2}\d{3,}[A-Za-z0-9]*$")  # 1079756147, i4117504982, 9763363ao
 
 
 def _json_or_none(response: httpx.Response) -> Any:

@@ -42,7 +42,7 @@ class RichReporter(Reporter):
         self.progress.update(self.items, total=items, visible=True)
         self.progress.update(self.bytes, visible=True)
 
-    def item_done(self, outcome: str, size: int) -> None:
+    def item_done(self, outcome: str, size: int, **_labels: object) -> None:
         with self._lock:
             self.progress.advance(self.items, 1)
             self.progress.advance(self.bytes, size)

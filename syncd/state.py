@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, func, inspect, or_, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, ProgrammingError
 from sqlmodel import Session, col, delete, select
 
 from syncd.errors import ConfigError, LockHeld
@@ -84,20 +85,34 @@ class StateStore:
     # --- plumbing --------------------------------------------------------------------------
 
     def migrate(self) -> None:
-        """Upgrade the schema to the newest migration (a no-op when current)."""
-        if self._current_revision() == SCHEMA_REVISION:
-            return  # the common case, without loading Alembic (a tenth of a second per start)
+        """Upgrade the schema to the newest migration (a no-op when current).
+
+        Several processes may start at once (a leader and its workers): on PostgreSQL an
+        advisory lock lets one migrate while the others wait; on SQLite the loser of the race
+        sees the winner's tables and simply re-reads the revision.
+        """
+        for attempt in range(20):
+            if self._current_revision() == SCHEMA_REVISION:
+                return  # the common case, without loading Alembic (a tenth of a second per start)
+            try:
+                self._upgrade()
+                return
+            except (OperationalError, IntegrityError, ProgrammingError) as error:
+                if attempt == 19:
+                    raise ConfigError(f"cannot migrate the state database: {error.orig}", key="state.url") from None
+                time.sleep(0.1 + 0.05 * attempt)
+
+    def _upgrade(self) -> None:
         from alembic import command as alembic_command
         from alembic.config import Config as AlembicConfig
 
         config = AlembicConfig()
         config.set_main_option("script_location", str(MIGRATIONS))
-        try:
-            with self.engine.begin() as connection:
-                config.attributes["connection"] = connection
-                alembic_command.upgrade(config, "head")
-        except OperationalError as error:
-            raise ConfigError(f"cannot open the state database: {error.orig}", key="state.url") from None
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(7217731)"))
+            config.attributes["connection"] = connection
+            alembic_command.upgrade(config, "head")
 
     def schema_version(self) -> str | None:
         """The Alembic revision the database is at."""
