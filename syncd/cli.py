@@ -185,14 +185,20 @@ def _human_bytes(size: int) -> str:
 
 def _print_result(result: PassResult, options: PassOptions) -> None:
     if options.dry_run:
+        costs: dict[str, int] = {}
         for line in result.dry_run_plan:
             typer.echo(f"would {line['action']}: {line['source']} {line['media_type']} {line['media_id']} "
-                       f"(license {line['license_id']}, size {line['size']}), re-licensing cost {line['relicense_cost']}")
-        typer.echo(f"dry run: {result.discovered} new license(s) found; nothing was licensed, downloaded, uploaded or recorded")
+                       f"(license {line['license_id']}, size {line['size']})")
+            if line["relicense_cost"]:
+                costs[line["subscription_id"] or "-"] = costs.get(line["subscription_id"] or "-", 0) + line["relicense_cost"]
+        cost = ", ".join(f"{n} license(s) on subscription {s}" for s, n in costs.items()) or "nothing"
+        typer.echo(f"dry run: {result.discovered} new license(s) found, {len(result.dry_run_plan)} item(s) to work on; "
+                   f"re-licensing would cost {cost}. Nothing was licensed, downloaded, uploaded or recorded.")
         return
     typer.echo(
         f"{options.command}: {result.discovered} new license(s) discovered; {result.synced} synced "
         f"({_human_bytes(result.bytes)}), {result.failed} failed, {result.skipped} skipped"
+        + (f", {result.deferred} waiting for a licensing outcome" if result.deferred else "")
     )
     if result.stop is not None:
         typer.echo(f"syncd: pass stopped early: {result.stop}", err=True)

@@ -11,6 +11,7 @@ destination. Nothing here knows which kind of source or destination it holds.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -18,7 +19,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,13 +36,15 @@ from syncd.errors import (
     DownloadRefused,
     Fatal,
     IntegrityError,
+    ItemDeferred,
     ItemFailed,
     ItemSkipped,
+    OutcomeUnknown,
     TransientError,
     UpstreamUnreachable,
 )
 from syncd.media import content_type_for, extension_for, normalise_ext, sniff
-from syncd.models import SKIPPED, SYNCED, Item
+from syncd.models import INTENT_ABANDONED, INTENT_FAILED, INTENT_UNKNOWN, SKIPPED, SYNCED, Item
 from syncd.naming import KeyTemplate, slugify
 from syncd.records import DownloadedFile, LicenseRecord
 from syncd.sources.base import Source
@@ -53,6 +57,10 @@ DETAILS_CHUNK = 200  # assets whose details are fetched together before their wo
 DOWNLOAD_TRIES = 3  # per attempt: a truncated body or an expired link gets a fresh URL at once
 LEASE = timedelta(seconds=60)
 LEASE_RENEW_SECONDS = 20.0
+DEFER = timedelta(minutes=5)  # a deferred item is looked at again by the daemon after this
+RECONCILE_PATIENCE = timedelta(hours=6)
+LINK_LIFETIME = timedelta(hours=7, minutes=45)  # download links last 8 hours  # how long a licensing call's license may take to show up
+Opener = Callable[[], AbstractContextManager[httpx.Response]]
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ class PassResult:
     synced: int = 0
     failed: int = 0
     skipped: int = 0
+    deferred: int = 0  # waiting for a licensing call's outcome to show in the history
     bytes: int = 0
     planned: int = 0
     stop: Fatal | None = None
@@ -87,12 +96,12 @@ class PassResult:
         """The contract's exit code for this outcome."""
         if self.stop is not None:
             return self.stop.exit_code
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.deferred else 0
 
     def counts(self) -> dict[str, int]:
         """Counts for logs, the run log and the summary."""
         return {"discovered": self.discovered, "synced": self.synced, "failed": self.failed,
-                "skipped": self.skipped, "bytes": self.bytes}
+                "skipped": self.skipped, "deferred": self.deferred, "bytes": self.bytes}
 
 
 class Reporter:
@@ -166,6 +175,8 @@ class Engine:
         self._fatal: Fatal | None = None
         self._lock = threading.Lock()
         self._inventory: dict[str, bool] = {}
+        self._relicensed: dict[str, int] = {}  # licensing calls this pass, per source
+        self._allotment: dict[str, int | None] = {}
         self._renewing = False
 
     def request_stop(self) -> None:
@@ -178,6 +189,10 @@ class Engine:
         """Discover, then fetch and store everything due. Never raises for upstream trouble."""
         result = PassResult()
         self._fatal = None
+        self._relicensed.clear()
+        self._allotment.clear()
+        self._dry_new: list[tuple[Source, LicenseRecord]] = []
+        self._dry_seen: set[str] = set()
         if not options.dry_run:
             self.store.release_dead_leases()
         try:
@@ -187,6 +202,7 @@ class Engine:
                         break
                     self._discover(source, media_type, options, result)
             if options.dry_run:
+                self._dry_run_plan(options, result)
                 return result
             if not self._stop.is_set():
                 self._work(options, result)
@@ -264,10 +280,10 @@ class Engine:
             return
         if options.dry_run:
             known = self.store.known_license_ids(source.name, [r.license_id for r in keep])
-            for record in keep:
-                if record.license_id not in known:
-                    result.dry_run_plan.append(self._dry_run_line(source, record))
-            result.discovered += sum(1 for r in keep if r.license_id not in known)
+            fresh = [r for r in keep if r.license_id not in known and r.license_id not in self._dry_seen]
+            self._dry_seen.update(r.license_id for r in fresh)
+            self._dry_new.extend((source, r) for r in fresh)
+            result.discovered += len(fresh)
             return
         new = self.store.record_discovered(keep)
         result.discovered += new
@@ -279,13 +295,33 @@ class Engine:
             return
         self.store.set_frontier(source, media_type, newest.license_id, newest.licensed_at)
 
-    @staticmethod
-    def _dry_run_line(source: Source, record: LicenseRecord) -> dict[str, Any]:
-        action = "download" if record.is_downloadable is not False else "skip (not re-downloadable; re-licensing off)"
-        return {"source": source.name, "media_type": record.media_type, "media_id": record.media_id,
-                "license_id": record.license_id, "size": record.size, "action": action, "relicense_cost": 0}
+    def _dry_run_plan(self, options: PassOptions, result: PassResult) -> None:
+        """What a real pass would license, download and upload: new licenses and the queue."""
+        sources = {s.name: s for s in self._selected_sources(options)}
+        work: list[tuple[Source, LicenseRecord]] = list(self._dry_new)
+        for item in self.store.due_items(list(sources), respect_backoff=False):
+            work.append((sources[item.source], _as_record(item)))
+        budget_used: dict[str, int] = {}
+        for source, record in work:
+            line: dict[str, Any] = {"source": source.name, "media_type": record.media_type, "media_id": record.media_id,
+                                    "license_id": record.license_id, "size": record.size, "relicense_cost": 0,
+                                    "subscription_id": None}
+            policy = source.relicense_policy()
+            if record.is_downloadable is not False and source.can_redownload(record.media_type):
+                line["action"] = f"download and upload to {len(self.destinations)} destination(s)"
+            elif policy is not None and source.can_relicense(record.media_type):
+                used = budget_used.get(source.name, 0)
+                if used < policy.budget:
+                    budget_used[source.name] = used + 1
+                    line.update(action="re-license, download and upload", relicense_cost=1,
+                                subscription_id=policy.subscription_id)
+                else:
+                    line["action"] = "skip (re-licensing budget of the pass reached)"
+            else:
+                line["action"] = "skip (cannot be re-downloaded; re-licensing is off)"
+            result.dry_run_plan.append(line)
 
-    # --- planning and the worker pool ----------------------------------------------------------
+    # --- planning and the worker pool    # --- planning and the worker pool ----------------------------------------------------------
 
     def _plan(self, options: PassOptions) -> list[AssetWork]:
         sources = {s.name: s for s in self._selected_sources(options)}
@@ -374,13 +410,17 @@ class Engine:
         outcome, size, key, reason = "synced", 0, None, None
         try:
             size, key, stored = self._sync_asset(asset, details.get((asset.source.name, asset.media_type, asset.media_id)), spool)
+            ids = [item.id for item in asset.items if item.id is not None]  # with a license bought just now
             self.store.complete(ids, stored)
         except ItemSkipped as skip:
             outcome, reason = "skipped", str(skip)
             self.store.set_status(ids, SKIPPED, reason)
+        except ItemDeferred as deferral:
+            outcome, reason = "deferred", str(deferral)
+            self.store.defer(ids, reason, DEFER)
         except ItemFailed as failure:
             outcome, reason = "failed", str(failure)
-            self.store.record_failure(ids, reason, self.max_attempts)
+            self.store.record_failure(ids, reason, self.max_attempts, final=failure.final)
         except Fatal as fatal:
             outcome, reason = "stopped", str(fatal)
             self.store.release(ids, self.owner)
@@ -406,6 +446,8 @@ class Engine:
                 result.failed += items
             elif outcome == "skipped":
                 result.skipped += items
+            elif outcome == "deferred":
+                result.deferred += items
 
     def _halt(self, fatal: Fatal) -> None:
         with self._lock:
@@ -423,11 +465,24 @@ class Engine:
         licenses = [i for i in self.store.licenses_of_media(source.name, asset.media_type, asset.media_id)
                     if i.status == SYNCED or i.license_id in due]
         stored = {d.name: self.store.stored(source.name, asset.media_type, asset.media_id, d.name) for d in self.destinations}
+        if source.relicense_policy() is not None:
+            self._link_discovered_purchase(asset, licenses)
         candidates = [i for i in licenses if _skip_reason(source, i) is None]
+        opener: Opener | None = None
         if not candidates:
             if all(stored.values()):
                 return 0, self._update_sidecars(asset, licenses, details, stored, self.destinations), []
-            raise ItemSkipped(_skip_reason(source, asset.items[0]) or "cannot be fetched")
+            bought = next((i for i in licenses if i.relicensed_from), None)
+            if bought is not None:
+                opener = self._bought_link(bought, asset)
+            elif source.can_relicense(asset.media_type):
+                bought, opener = self._acquire(asset)
+            else:
+                raise ItemSkipped(_skip_reason(source, asset.items[0]) or "cannot be fetched")
+            if bought not in asset.items:
+                asset.items.append(bought)  # synced with the others: it is never synced as new
+                licenses.append(bought)
+            candidates = [bought]
         best = max(candidates, key=lambda i: (source.size_rank(asset.media_type, i.size), i.licensed_at))
         best_rank = source.size_rank(asset.media_type, best.size)
         need_file = [d for d in self.destinations
@@ -455,7 +510,7 @@ class Engine:
                 return 0, key, []
         path = spool / f"{uuid.uuid4().hex}.part"
         try:
-            downloaded = self._download(source, record, details, path)
+            downloaded = self._download(source, record, details, path, opener)
             ext = ext or normalise_ext(downloaded.ext) or "bin"
             key = self._key(best, details, ext)
             content_type = downloaded.content_type or content_type_for(ext)
@@ -550,27 +605,137 @@ class Engine:
                                      size_bytes=row.bytes, size=row.size, license_ids=sorted(wanted))
         return key
 
+    # --- re-licensing (spends money) -------------------------------------------------------------
+
+    def _acquire(self, asset: AssetWork) -> tuple[Item, Opener | None]:
+        """A new license for media that cannot be re-downloaded: reconcile an earlier call, or buy one.
+
+        The intent is committed before the call; while one is open the media is never licensed
+        again (a crash, a timeout or a 5xx leaves it open and the history is asked instead).
+        """
+        source = asset.source
+        original = max(asset.items, key=lambda i: (source.size_rank(asset.media_type, i.size), i.licensed_at))
+        intent = self.store.open_intent(source.name, asset.media_type, asset.media_id)
+        if intent is not None:
+            return self._reconcile(asset, intent), None
+        policy = source.relicense_policy()
+        assert policy is not None
+        self._reserve_license(source, policy)
+        intent = self.store.create_intent(original, policy.subscription_id)
+        if intent is None or intent.id is None:
+            raise ItemDeferred("another process is licensing this media right now")
+        try:
+            answer = source.relicense(_as_record(original))
+        except OutcomeUnknown as unknown:
+            self.store.resolve_intent(intent.id, INTENT_UNKNOWN, str(unknown))
+            raise ItemDeferred(f"{unknown}; the license history is checked before licensing it again") from None
+        except (ItemFailed, ItemSkipped, Fatal) as refused:
+            self.store.resolve_intent(intent.id, INTENT_FAILED, str(refused))
+            raise
+        log.info("relicensed", source=source.name, media_type=asset.media_type, media_id=asset.media_id,
+                 replaces=original.license_id, license_id=answer.license_id, subscription=policy.subscription_id)
+        if answer.license_id is None:
+            return self._reconcile(asset, intent), None
+        # The link is kept (it lasts 8 hours): media without redownload can only be fetched through it.
+        record = LicenseRecord(
+            source=source.name, media_type=asset.media_type, license_id=answer.license_id, media_id=asset.media_id,
+            licensed_at=utcnow(), license=original.license, size=original.size, format=original.format,
+            subscription_id=policy.subscription_id, username=original.username, is_downloadable=True,
+            record={"relicensed_from": original.license_id, "download_url": answer.url,
+                    "download_url_expires": (utcnow() + LINK_LIFETIME).isoformat()})
+        bought = self.store.link_relicensed(intent.id, record, original.license_id)
+        url = answer.url
+        return bought, ((lambda: source.open_url(url, record.license_id)) if url else None)
+
+    def _bought_link(self, bought: Item, asset: AssetWork) -> Opener:
+        """The download link of a license syncd bought earlier for media without redownload.
+
+        When it has expired before the file was stored, the item fails for good: syncd never
+        buys the same media twice on its own.
+        """
+        record = json.loads(bought.record or "{}")
+        url, expires = record.get("download_url"), record.get("download_url_expires")
+        if url and expires and datetime.fromisoformat(expires) > utcnow():
+            return lambda: asset.source.open_url(url, bought.license_id)
+        raise ItemFailed(f"syncd licensed this media again as {bought.license_id}, but its download link expired "
+                         "before the file was stored; download it from the account (syncd does not buy it twice)",
+                         final=True)
+
+    def _reserve_license(self, source: Source, policy: Any) -> None:
+        """Count one licensing call against the per-pass budget and the subscription's allotment."""
+        with self._lock:
+            used = self._relicensed.get(source.name, 0)
+            if used >= policy.budget:
+                raise ItemSkipped(f"re-licensing budget of this pass reached ({policy.budget}, "
+                                  "max_relicenses_per_run); a later pass picks it up")
+            if source.name not in self._allotment:
+                self._allotment[source.name] = source.allotment()
+            left = self._allotment[source.name]
+            if left is not None and left <= 0:
+                raise ItemSkipped(f"subscription {policy.subscription_id} has no licenses left; "
+                                  "nothing was licensed (picked up once the allotment renews)")
+            self._relicensed[source.name] = used + 1
+            if left is not None:
+                self._allotment[source.name] = left - 1
+
+    def _link_discovered_purchase(self, asset: AssetWork, licenses: list[Item]) -> None:
+        """Discovery may have found the license an unanswered licensing call created: link it."""
+        intent = self.store.open_intent(asset.source.name, asset.media_type, asset.media_id)
+        if intent is None or intent.id is None:
+            return
+        since = intent.created_at - timedelta(minutes=5)
+        for item in licenses:
+            if item.license_id != intent.license_id and not item.relicensed_from and item.licensed_at >= since:
+                linked = self.store.link_relicensed(intent.id, _as_record(item), intent.license_id)
+                item.relicensed_from = linked.relicensed_from
+                log.info("relicense_reconciled", media_id=asset.media_id, license_id=item.license_id)
+                return
+
+    def _reconcile(self, asset: AssetWork, intent: Any) -> Item:
+        """Find the license an earlier call created (the history may show it late)."""
+        source = asset.source
+        known = {i.license_id for i in self.store.licenses_of_media(source.name, asset.media_type, asset.media_id)}
+        since = intent.created_at - timedelta(minutes=5)  # the upstream's clock may differ a little
+        for record in source.licenses_of_media(asset.media_type, asset.media_id):
+            if record.license_id not in known and to_utc_naive(record.licensed_at) >= since:
+                log.info("relicense_reconciled", media_id=asset.media_id, license_id=record.license_id)
+                return self.store.link_relicensed(intent.id, record, intent.license_id)
+        waited = utcnow() - intent.created_at
+        if waited < RECONCILE_PATIENCE:
+            raise ItemDeferred(f"a licensing call of {intent.created_at:%Y-%m-%d %H:%M}Z had no clear answer and "
+                               "its license is not in the history yet; it is not licensed again meanwhile")
+        self.store.resolve_intent(intent.id, INTENT_ABANDONED, "never appeared in the license history")
+        raise ItemFailed(f"a licensing call of {intent.created_at:%Y-%m-%d %H:%M}Z had no clear answer and no new "
+                         f"license appeared in {waited.total_seconds() / 3600:.0f}h; check the account, then "
+                         f"`syncd retry {intent.license_id}` licenses it again", final=True)
+
     # --- downloading ----------------------------------------------------------------------------
 
-    def _download(self, source: Source, record: LicenseRecord, details: dict[str, Any] | None, path: Path) -> DownloadedFile:
-        """Fetch into ``path`` and verify; a truncated body or refused link is retried with a fresh URL."""
+    def _download(self, source: Source, record: LicenseRecord, details: dict[str, Any] | None, path: Path,
+                  first: Opener | None = None) -> DownloadedFile:
+        """Fetch into ``path`` and verify; a truncated body or refused link is retried with a fresh URL.
+
+        ``first`` opens a URL already in hand (a licensing call's); later tries ask for a new one.
+        """
         last: ItemFailed | None = None
         for attempt in range(DOWNLOAD_TRIES):
             if attempt:
                 time.sleep(min(0.5 * 2 ** attempt, 5.0))
+            opener = first if (attempt == 0 and first is not None) else (lambda: source.open_download(record))
             try:
-                return self._download_once(source, record, details, path)
+                return self._download_once(opener, source, record, details, path)
             except (IntegrityError, DownloadRefused, TransientError) as error:
                 last = error
                 log.warning("download_retry", license_id=record.license_id, error=str(error), attempt=attempt + 1)
         assert last is not None
         raise last
 
-    def _download_once(self, source: Source, record: LicenseRecord, details: dict[str, Any] | None, path: Path) -> DownloadedFile:
+    def _download_once(self, opener: Opener, source: Source, record: LicenseRecord, details: dict[str, Any] | None,
+                       path: Path) -> DownloadedFile:
         digest = hashlib.sha256()
         received = 0
         head = b""
-        with source.open_download(record) as response:
+        with opener() as response:
             declared = _content_length(response)
             expected = declared if declared is not None else source.expected_bytes(record, details)
             content_type = response.headers.get("content-type")

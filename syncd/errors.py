@@ -65,7 +65,14 @@ class Interrupted(Fatal):
 
 
 class ItemFailed(SyncdError):
-    """This item failed this time; counts an attempt, retried on a later pass with backoff."""
+    """This item failed this time; counts an attempt, retried on a later pass with backoff.
+
+    ``final`` marks a failure that no automatic retry may repeat (it waits for ``syncd retry``).
+    """
+
+    def __init__(self, message: str, final: bool = False) -> None:
+        super().__init__(message)
+        self.final = final
 
 
 class TransientError(ItemFailed):
@@ -82,6 +89,17 @@ class DownloadRefused(ItemFailed):
 
 class DestinationError(ItemFailed):
     """A destination refused or failed to store an object."""
+
+
+class OutcomeUnknown(ItemFailed):
+    """A call that spends money got no clear answer (timeout, 5xx, dropped connection).
+
+    Never repeated blindly: the outcome is reconciled against the license history first.
+    """
+
+
+class ItemDeferred(SyncdError):
+    """Not a failure, not done: waiting for something outside syncd (a license to show up)."""
 
 
 class ItemSkipped(SyncdError):

@@ -21,7 +21,7 @@ import stamina
 import structlog
 
 from syncd import USER_AGENT
-from syncd.errors import QuotaExhausted, TransientError
+from syncd.errors import OutcomeUnknown, QuotaExhausted, TransientError
 
 log = structlog.get_logger("syncd.http")
 
@@ -149,10 +149,15 @@ class ApiClient:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send a request; 5xx and network errors are retried, 429 is waited out. Returns any other response."""
+    def request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> httpx.Response:
+        """Send a request; 5xx and network errors are retried, 429 is waited out. Returns any other response.
+
+        ``retry=False`` is for calls that spend money: a 5xx or a lost answer is never repeated
+        but raised as ``OutcomeUnknown`` (a 429 was not processed, so it is still waited out).
+        """
         for _ in range(MAX_429_WAITS):
-            response = self._send_with_retries(method, path, **kwargs)
+            response = (self._send_with_retries(method, path, **kwargs) if retry
+                        else self._send_once(method, path, **kwargs))
             if response.status_code != 429:
                 return response
             self.gate.pause(reset_epoch(response.headers, _json_or_none(response)) or time.time() + 1.0)
@@ -183,6 +188,18 @@ class ApiClient:
         except httpx.TransportError as error:
             raise TransientError(f"{method} {path}: cannot reach {self.host}: {error!r}") from None
         raise AssertionError("unreachable")
+
+    def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        self.gate.wait_turn()
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise OutcomeUnknown(f"{method} {path}: no answer ({error!r}); the call may have taken effect") from None
+        self.calls[(path_label(path), response.status_code)] += 1
+        self.gate.observe(response)
+        if response.status_code >= 500:
+            raise OutcomeUnknown(f"{method} {path}: HTTP {response.status_code}; the call may have taken effect")
+        return response
 
     def close(self) -> None:
         """Close the connection pool."""

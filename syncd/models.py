@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import NaiveDatetime
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 # Item lifecycle. discovered → fetched → stored → synced; failed / skipped park the item.
@@ -54,6 +54,7 @@ class Item(SQLModel, table=True):
     lease_owner: str | None = None
     lease_expires_at: NaiveDatetime | None = None
     claims: int = 0  # times a worker took this item; above 1, an earlier try may have stored it
+    relicensed_from: str | None = None  # set on a license syncd bought to replace this one
 
 
 class StoredAsset(SQLModel, table=True):
@@ -75,6 +76,40 @@ class StoredAsset(SQLModel, table=True):
     size: str | None = None  # the licensed size of the stored file
     license_ids: str = "[]"  # JSON list of every license the sidecar lists
     stored_at: NaiveDatetime
+
+
+# Licensing intent lifecycle: recorded before the call; resolved by its answer or by the history.
+INTENT_PENDING, INTENT_UNKNOWN, INTENT_DONE, INTENT_FAILED, INTENT_ABANDONED = (
+    "pending", "unknown", "done", "failed", "abandoned")
+INTENT_OPEN = (INTENT_PENDING, INTENT_UNKNOWN)
+
+
+class LicensingIntent(SQLModel, table=True):
+    """A licensing call syncd is about to make or has made: money, so recorded before the call.
+
+    While an intent is open (pending, or unknown after a crash or timeout) the media is never
+    licensed again; a partial unique index makes that a database guarantee across workers.
+    """
+
+    __tablename__ = "licensing_intents"
+    __table_args__ = (
+        Index("uq_open_intent", "source", "media_type", "media_id", unique=True,
+              sqlite_where=text("status IN ('pending', 'unknown')"),
+              postgresql_where=text("status IN ('pending', 'unknown')")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str
+    media_type: str
+    media_id: str
+    license_id: str  # the license that could not be re-downloaded
+    subscription_id: str | None = None
+    size: str | None = None
+    status: str = INTENT_PENDING
+    message: str | None = None
+    new_license_id: str | None = None
+    created_at: NaiveDatetime
+    resolved_at: NaiveDatetime | None = None
 
 
 class DestinationInventory(SQLModel, table=True):

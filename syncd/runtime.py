@@ -10,6 +10,8 @@ from syncd.config import (
     FilesystemDestinationConfig,
     S3DestinationConfig,
     SourceConfig,
+    WordpressDestinationConfig,
+    read_secret,
 )
 from syncd.destinations import DESTINATION_KINDS, Destination, destination_class
 from syncd.engine import Engine, Reporter
@@ -44,6 +46,9 @@ def build_destination(entry: DestinationConfig, index: int = 0) -> Destination:
     if isinstance(entry, S3DestinationConfig):
         return destination_class("s3")(entry.name, entry.bucket, prefix=entry.prefix,  # type: ignore[call-arg]
                                        endpoint_url=entry.endpoint_url or None, region_name=entry.region or None)
+    if isinstance(entry, WordpressDestinationConfig):
+        password = read_secret(entry.password_env, entry.password_file, f"destination {entry.name!r} password")
+        return destination_class("wordpress")(entry.name, entry.url, entry.username, password)  # type: ignore[call-arg]
     known = ", ".join(sorted(DESTINATION_KINDS))
     raise ConfigError(f"destination kind {entry.kind!r} is not available in this version of syncd "
                       f"(available: {known})", key=f"destinations[{index}].kind")

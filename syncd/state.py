@@ -28,12 +28,15 @@ from syncd.errors import ConfigError, LockHeld
 from syncd.records import LicenseRecord
 from syncd.models import (
     DISCOVERED,
+    INTENT_DONE,
+    INTENT_OPEN,
     FAILED,
     IN_PROGRESS,
     SKIPPED,
     SYNCED,
     BackfillCursor,
     DestinationInventory,
+    LicensingIntent,
     Frontier,
     Item,
     Lock,
@@ -319,13 +322,20 @@ class StateStore:
         with self.write() as session:
             session.execute(update(Item).where(col(Item.id).in_(list(item_ids))).values(**values))
 
-    def record_failure(self, item_ids: Sequence[int], reason: str, max_attempts: int) -> bool:
+    def defer(self, item_ids: Sequence[int], reason: str, wait: timedelta) -> None:
+        """Leave items queued with a reason, not before ``wait`` (no attempt counted)."""
+        with self.write() as session:
+            session.execute(update(Item).where(col(Item.id).in_(list(item_ids))).values(
+                reason=reason[:2000], next_attempt_at=utcnow() + wait, updated_at=utcnow(),
+                lease_owner=None, lease_expires_at=None))
+
+    def record_failure(self, item_ids: Sequence[int], reason: str, max_attempts: int, final: bool = False) -> bool:
         """Count a failed attempt; returns True when the items are now ``failed`` for good."""
         now = utcnow()
         exhausted = False
         with self.write() as session:
             for item in session.exec(select(Item).where(col(Item.id).in_(list(item_ids)))).all():
-                item.attempts += 1
+                item.attempts = max(item.attempts + 1, max_attempts if final else 0)
                 item.reason = reason[:2000]
                 item.updated_at = now
                 item.lease_owner = None
@@ -354,6 +364,61 @@ class StateStore:
             )
             return result.rowcount, unknown
 
+    # --- licensing intents ----------------------------------------------------------------------
+
+    def open_intent(self, source: str, media_type: str, media_id: str) -> LicensingIntent | None:
+        """The licensing call for this media whose outcome is not known yet, if any."""
+        with self.read() as session:
+            return session.exec(select(LicensingIntent).where(
+                LicensingIntent.source == source, LicensingIntent.media_type == media_type,
+                LicensingIntent.media_id == media_id, col(LicensingIntent.status).in_(INTENT_OPEN))).first()
+
+    def create_intent(self, item: Item, subscription_id: str | None) -> LicensingIntent | None:
+        """Record, before the call, that syncd is about to license this media; None if one is open."""
+        intent = LicensingIntent(source=item.source, media_type=item.media_type, media_id=item.media_id,
+                                 license_id=item.license_id, subscription_id=subscription_id, size=item.size,
+                                 created_at=utcnow())
+        try:
+            with self.write() as session:
+                session.add(intent)
+        except IntegrityError:
+            return None
+        return intent
+
+    def resolve_intent(self, intent_id: int, status: str, message: str | None = None) -> None:
+        """The licensing call's outcome became known (or is now unknown)."""
+        with self.write() as session:
+            session.execute(update(LicensingIntent).where(LicensingIntent.id == intent_id).values(
+                status=status, message=message, resolved_at=utcnow() if status not in INTENT_OPEN else None))
+
+    def link_relicensed(self, intent_id: int, record: LicenseRecord, original_license_id: str) -> Item:
+        """The license syncd bought: recorded as replacing the original, never synced as new."""
+        now = utcnow()
+        with self.write() as session:
+            item = session.exec(select(Item).where(Item.source == record.source,
+                                                   Item.license_id == record.license_id)).first()
+            if item is None:
+                item = Item(source=record.source, media_type=record.media_type, license_id=record.license_id,
+                            media_id=record.media_id, licensed_at=to_utc_naive(record.licensed_at),
+                            license=record.license, size=record.size, format=record.format,
+                            subscription_id=record.subscription_id, username=record.username,
+                            is_downloadable=record.is_downloadable, record=json.dumps(record.record, sort_keys=True),
+                            discovered_at=now, updated_at=now)
+            item.relicensed_from = original_license_id
+            session.add(item)
+            session.execute(update(LicensingIntent).where(LicensingIntent.id == intent_id).values(
+                status=INTENT_DONE, new_license_id=record.license_id, resolved_at=now))
+            session.flush()
+            return item
+
+    def intents(self, status: str | None = None) -> list[LicensingIntent]:
+        """Licensing intents (for status and tests)."""
+        with self.read() as session:
+            query = select(LicensingIntent).order_by(col(LicensingIntent.id))
+            if status is not None:
+                query = query.where(LicensingIntent.status == status)
+            return list(session.exec(query).all())
+
     # --- stored assets -------------------------------------------------------------------------
 
     def stored(self, source: str, media_type: str, media_id: str, destination: str) -> StoredAsset | None:
@@ -378,6 +443,13 @@ class StateStore:
         with self.write() as session:
             for row in stored:
                 self._upsert_stored(session, **row)
+            media = session.exec(select(Item.source, Item.media_type, Item.media_id)
+                                 .where(col(Item.id).in_(list(item_ids))).distinct()).all()
+            for source, media_type, media_id in media:  # the asset is here: no licensing call is pending
+                session.execute(update(LicensingIntent).where(
+                    LicensingIntent.source == source, LicensingIntent.media_type == media_type,
+                    LicensingIntent.media_id == media_id, col(LicensingIntent.status).in_(INTENT_OPEN),
+                ).values(status=INTENT_DONE, resolved_at=utcnow(), message="the asset was stored"))
             session.execute(update(Item).where(col(Item.id).in_(list(item_ids))).values(
                 status=SYNCED, reason=None, next_attempt_at=None, updated_at=utcnow(),
                 lease_owner=None, lease_expires_at=None))

@@ -14,6 +14,7 @@ from syncd.destinations.base import SIDECAR_SUFFIX, Destination, ObjectInfo, Sto
 DESTINATION_KINDS: dict[str, str] = {
     "filesystem": "syncd.destinations.filesystem:FilesystemDestination",
     "s3": "syncd.destinations.s3:S3Destination",
+    "wordpress": "syncd.destinations.wordpress:WordpressDestination",
 }
 
 

@@ -203,6 +203,9 @@ class Sandbox:
             return Outcome(self.api.handle(request))
         if rule.kind == "drop":
             return Outcome(None, delivery="drop")
+        if rule.kind == "lost_response":  # the request takes effect, the answer never arrives
+            self.api.handle(request)
+            return Outcome(None, delivery="drop")
         if rule.kind == "status":
             return Outcome(self.api.injected_status(request, rule.status or 500))
         if rule.kind == "429":

@@ -10,12 +10,29 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
 
 from syncd.records import HistoryPage, LicenseRecord
+
+
+@dataclass(frozen=True)
+class RelicensePolicy:
+    """What the configuration allows a pass to spend."""
+
+    budget: int  # licensing calls per pass
+    subscription_id: str | None
+
+
+@dataclass(frozen=True)
+class Relicensed:
+    """The answer to a licensing call: the new license (when the API names it) and its file."""
+
+    license_id: str | None
+    url: str | None
 
 
 class Source(abc.ABC):
@@ -52,6 +69,30 @@ class Source(abc.ABC):
     def can_redownload(self, media_type: str) -> bool:
         """Whether licenses of this media type can be fetched again without paying."""
         return True
+
+    def can_relicense(self, media_type: str) -> bool:
+        """Whether the configuration lets syncd license this media again when it cannot re-download."""
+        return False
+
+    def relicense_policy(self) -> RelicensePolicy | None:
+        """Budget and subscription for re-licensing; None when it is off."""
+        return None
+
+    def allotment(self) -> int | None:
+        """How many more licenses the subscription allows (None: not known)."""
+        return None
+
+    def relicense(self, license: LicenseRecord) -> Relicensed:
+        """License the media of ``license`` again. Raises ``OutcomeUnknown`` when the answer is lost."""
+        raise NotImplementedError
+
+    def licenses_of_media(self, media_type: str, media_id: str) -> list[LicenseRecord]:
+        """The account's licenses of one media item, newest first (to reconcile a licensing call)."""
+        return []
+
+    def open_url(self, url: str, label: str) -> AbstractContextManager[httpx.Response]:
+        """Stream a download URL handed out by the API (e.g. by a licensing call)."""
+        raise NotImplementedError
 
     def size_rank(self, media_type: str, size: str | None) -> int:
         """Order of licensed sizes: a larger rank replaces a smaller file of the same media."""

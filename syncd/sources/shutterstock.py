@@ -7,7 +7,7 @@ the code below is the same for all of them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,10 +18,18 @@ import structlog
 
 from syncd import USER_AGENT
 from syncd.config import ShutterstockSourceConfig, read_secret
-from syncd.errors import AuthError, ConfigError, DownloadRefused, ItemFailed, ItemSkipped, TransientError
+from syncd.errors import (
+    AuthError,
+    ConfigError,
+    DownloadRefused,
+    ItemFailed,
+    ItemSkipped,
+    OutcomeUnknown,
+    TransientError,
+)
 from syncd.http import TIMEOUT, ApiClient, RateGate, is_loopback
 from syncd.records import HistoryPage, LicenseRecord
-from syncd.sources.base import Source
+from syncd.sources.base import Relicensed, RelicensePolicy, Source
 
 log = structlog.get_logger("syncd.shutterstock")
 
@@ -41,6 +49,12 @@ class MediaKind:
     redownload_path: str | None  # None: no redownload endpoint (editorial)
     sizes: tuple[str, ...]  # smallest to largest
     sends_size: bool  # the redownload body names the licensed size
+    licensing_list: str  # the licensing body's list key ("images", "editorial" …)
+    licensing_id: str  # the id field of a licensing item ("image_id", "editorial_id" …)
+
+    @property
+    def editorial(self) -> bool:
+        return self.media_type.startswith("editorial")
 
 
 MEDIA_KINDS: dict[str, MediaKind] = {
@@ -48,17 +62,18 @@ MEDIA_KINDS: dict[str, MediaKind] = {
     for kind in (
         MediaKind("image", "/v2/images/licenses", "image", "/v2/images",
                   "/v2/images/licenses/{license_id}/downloads",
-                  ("small", "medium", "huge", "supersize", "vector"), True),
+                  ("small", "medium", "huge", "supersize", "vector"), True, "images", "image_id"),
         MediaKind("video", "/v2/videos/licenses", "video", "/v2/videos",
-                  "/v2/videos/licenses/{license_id}/downloads", ("web", "sd", "hd", "4k"), True),
+                  "/v2/videos/licenses/{license_id}/downloads", ("web", "sd", "hd", "4k"), True,
+                  "videos", "video_id"),
         MediaKind("audio", "/v2/audio/licenses", "audio", "/v2/audio",
-                  "/v2/audio/licenses/{license_id}/downloads", (), False),
+                  "/v2/audio/licenses/{license_id}/downloads", (), False, "audio", "audio_id"),
         MediaKind("sfx", "/v2/sfx/licenses", "sfx", "/v2/sfx",
-                  "/v2/sfx/licenses/{license_id}/downloads", (), False),
+                  "/v2/sfx/licenses/{license_id}/downloads", (), False, "sound_effects", "sfx_id"),
         MediaKind("editorial_image", "/v2/editorial/images/licenses", "image", None, None,
-                  ("small", "medium", "original"), False),
+                  ("small", "medium", "original"), False, "editorial", "editorial_id"),
         MediaKind("editorial_video", "/v2/editorial/videos/licenses", "video", None, None,
-                  ("web", "sd", "hd", "original"), False),
+                  ("web", "sd", "hd", "original"), False, "editorial", "editorial_id"),
     )
 }
 # ``media = ["editorial"]`` in the config covers both editorial kinds.
@@ -183,6 +198,9 @@ class ShutterstockSource(Source):
     def can_redownload(self, media_type: str) -> bool:
         return MEDIA_KINDS[media_type].redownload_path is not None
 
+    def can_relicense(self, media_type: str) -> bool:
+        return self.config.relicense
+
     def size_rank(self, media_type: str, size: str | None) -> int:
         sizes = MEDIA_KINDS[media_type].sizes
         return sizes.index(size) if size in sizes else -1
@@ -220,16 +238,19 @@ class ShutterstockSource(Source):
             raise TransientError(f"redownload of {license.license_id}: the response has no url")
         return url
 
+    def open_download(self, license: LicenseRecord) -> AbstractContextManager[httpx.Response]:
+        return self.open_url(self._download_url(license), license.license_id)
+
     @contextmanager
-    def open_download(self, license: LicenseRecord) -> Iterator[httpx.Response]:
-        url = self._download_url(license)
+    def open_url(self, url: str, label: str) -> Iterator[httpx.Response]:
+        """Stream ``url`` without the API token, following redirects only to allowed hosts."""
         for _ in range(MAX_REDIRECTS + 1):
             self._check_download_url(url)
             request = self._downloads.build_request("GET", url)
             try:
                 response = self._downloads.send(request, stream=True)
             except httpx.TransportError as error:
-                raise TransientError(f"download of {license.license_id} from {urlsplit(url).hostname}: {error!r}") from None
+                raise TransientError(f"download of {label} from {urlsplit(url).hostname}: {error!r}") from None
             try:
                 if response.is_redirect and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
@@ -237,14 +258,73 @@ class ShutterstockSource(Source):
                 if response.status_code in (401, 403, 404, 410):
                     raise DownloadRefused(f"download URL refused (HTTP {response.status_code}); it may have expired")
                 if response.status_code >= 500:
-                    raise TransientError(f"download of {license.license_id}: HTTP {response.status_code}")
+                    raise TransientError(f"download of {label}: HTTP {response.status_code}")
                 if response.status_code != 200:
-                    raise ItemFailed(f"download of {license.license_id}: unexpected HTTP {response.status_code}")
+                    raise ItemFailed(f"download of {label}: unexpected HTTP {response.status_code}")
                 yield response
                 return
             finally:
                 response.close()
-        raise ItemFailed(f"download of {license.license_id}: more than {MAX_REDIRECTS} redirects")
+        raise ItemFailed(f"download of {label}: more than {MAX_REDIRECTS} redirects")
+
+    # --- re-licensing (spends money) -------------------------------------------------------
+
+    def relicense_policy(self) -> RelicensePolicy | None:
+        if not self.config.relicense:
+            return None
+        return RelicensePolicy(budget=self.config.max_relicenses_per_run,
+                               subscription_id=self.config.subscription_id or None)
+
+    def allotment(self) -> int | None:
+        """Downloads left on the configured subscription (None when the API does not say)."""
+        body = self._get_json("/v2/user/subscriptions")
+        for entry in body.get("data") or []:
+            if isinstance(entry, dict) and entry.get("id") == self.config.subscription_id:
+                left = (entry.get("allotment") or {}).get("downloads_left")
+                return int(left) if isinstance(left, (int, float)) else None
+        raise ItemSkipped(f"subscription {self.config.subscription_id!r} ({self.key_prefix}.subscription_id) "
+                          "is not among this account's subscriptions; nothing was licensed")
+
+    def relicense(self, license: LicenseRecord) -> Relicensed:
+        kind = MEDIA_KINDS[license.media_type]
+        subscription = self.config.subscription_id
+        entry: dict[str, Any] = {kind.licensing_id: license.media_id}
+        params: dict[str, str] = {}
+        if kind.editorial:
+            entry.update(license=license.license or "premier_editorial_comp", size=license.size or "original")
+            body: dict[str, Any] = {"country": self.config.editorial_country, kind.licensing_list: [entry]}
+        elif license.media_type == "audio":
+            entry.update(license=license.license or "audio_platform")
+            body = {kind.licensing_list: [entry]}
+        else:
+            entry.update(subscription_id=subscription)
+            if license.size and license.media_type in ("image", "video"):
+                entry["size"] = license.size
+            if license.media_type == "sfx" and license.format:
+                entry["format"] = license.format
+            params["subscription_id"] = subscription
+            body = {kind.licensing_list: [entry]}
+        path = kind.history_path  # the licensing endpoint shares the history's path (POST)
+        response = self.api.request("POST", path, params=params, json=body, retry=False)
+        self._raise_for_auth(response)
+        if response.status_code >= 400:
+            raise ItemFailed(f"licensing {license.media_type} {license.media_id} refused: HTTP "
+                             f"{response.status_code}: {_message(response)}", final=response.status_code in (402, 403))
+        try:
+            result = (response.json().get("data") or [])[0]
+        except (ValueError, IndexError, AttributeError):
+            raise OutcomeUnknown(f"licensing {license.media_id}: unreadable answer") from None
+        if result.get("error"):
+            raise ItemFailed(f"licensing {license.media_type} {license.media_id} refused: {result['error']}", final=True)
+        url = (result.get("download") or {}).get("url")
+        new_id = result.get("license_id")
+        return Relicensed(license_id=str(new_id) if new_id else None, url=url if isinstance(url, str) else None)
+
+    def licenses_of_media(self, media_type: str, media_id: str) -> list[LicenseRecord]:
+        kind = MEDIA_KINDS[media_type]
+        body = self._get_json(kind.history_path, {f"{kind.item_key}_id": media_id, "sort": "newest", "per_page": 50})
+        records = [self._record(kind, item) for item in body.get("data") or []]
+        return [r for r in records if r is not None and r.media_id == media_id]
 
     def _check_download_url(self, url: str) -> None:
         parts = urlsplit(url)

@@ -1,4 +1,4 @@
-"""Schema version 1: items, stored assets, destination inventory, frontiers, backfill cursors, runs, locks.
+"""Schema version 1: items, stored assets, licensing intents, destination inventory, frontiers, backfill cursors, runs, locks.
 
 Revision ID: 0001
 Revises:
@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String),
         sa.Column("lease_expires_at", sa.DateTime),
         sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("relicensed_from", sa.String),
         sa.UniqueConstraint("source", "license_id", name="uq_items_source_license"),
     )
     op.create_index("ix_items_status", "items", ["status", "next_attempt_at"])
@@ -54,6 +55,26 @@ def upgrade() -> None:
         sa.Column("license_ids", sa.Text, nullable=False),
         sa.Column("stored_at", sa.DateTime, nullable=False),
         sa.UniqueConstraint("source", "media_type", "media_id", "destination", name="uq_stored_asset"),
+    )
+    op.create_table(
+        "licensing_intents",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("source", sa.String, nullable=False),
+        sa.Column("media_type", sa.String, nullable=False),
+        sa.Column("media_id", sa.String, nullable=False),
+        sa.Column("license_id", sa.String, nullable=False),
+        sa.Column("subscription_id", sa.String),
+        sa.Column("size", sa.String),
+        sa.Column("status", sa.String, nullable=False),
+        sa.Column("message", sa.Text),
+        sa.Column("new_license_id", sa.String),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("resolved_at", sa.DateTime),
+    )
+    op.create_index(
+        "uq_open_intent", "licensing_intents", ["source", "media_type", "media_id"], unique=True,
+        sqlite_where=sa.text("status IN ('pending', 'unknown')"),
+        postgresql_where=sa.text("status IN ('pending', 'unknown')"),
     )
     op.create_table(
         "destination_inventory",
@@ -104,5 +125,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("locks", "runs", "backfill_cursors", "frontiers", "destination_inventory", "stored_assets", "items"):
+    for table in ("locks", "runs", "backfill_cursors", "frontiers", "destination_inventory", "licensing_intents",
+                  "stored_assets", "items"):
         op.drop_table(table)

@@ -1,0 +1,184 @@
+"""Syncing into a real WordPress media library (Debian's WordPress on PHP's server, MariaDB)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from syncd.sandbox import Sandbox
+from syncd.state import StateStore
+from tests.fixtures.wordpress import WordpressSite, wordpress, wordpress_site  # noqa: F401
+from tests.helpers import library_files, lose_state, run_syncd, sandbox_config
+
+PASSWORD_ENV = "WP_APP_PASSWORD"
+
+
+def _wordpress_destination(site: WordpressSite) -> dict[str, str]:
+    return {"name": "wp", "kind": "wordpress", "url": site.url, "username": site.admin.username,
+            "password_env": PASSWORD_ENV}
+
+
+def _config(tmp_path: Path, sandbox: Sandbox, site: WordpressSite, *extra: dict[str, Any]) -> Path:
+    return sandbox_config(tmp_path, sandbox.url, destinations=[_wordpress_destination(site), *extra])
+
+
+def _sync(config: Path, site: WordpressSite, *args: str, password: str | None = None) -> Any:
+    return run_syncd(*args or ("sync",), config=config, env={PASSWORD_ENV: password or site.admin.password})
+
+
+def _media_ids(sandbox: Sandbox) -> set[str]:
+    """The media syncd can fetch (the sandbox also lists licenses that are not re-downloadable)."""
+    return {str(lic["image"]["id"]) for lic in sandbox.licenses("image") if lic.get("is_downloadable", True)}
+
+
+def _by_media_id(site: WordpressSite) -> dict[str, dict[str, Any]]:
+    attachments = site.attachments()
+    by_media = {a["meta"]["syncd_media_id"]: a for a in attachments}
+    assert len(by_media) == len(attachments), "one attachment per asset"
+    return by_media
+
+
+def _downloads(sandbox: Sandbox, since: int = 0) -> int:
+    return sum(1 for call in sandbox.calls[since:] if call.path.startswith("/download/"))
+
+
+def test_a_sync_lands_one_attachment_per_asset_with_its_metadata(
+        sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    result = _sync(_config(tmp_path, sandbox, wordpress), wordpress)
+
+    assert result.code == 0, result.stderr
+    attachments = _by_media_id(wordpress)
+    assert set(attachments) == _media_ids(sandbox)
+    for media_id, attachment in attachments.items():
+        details = sandbox.media(media_id)
+        assert details is not None
+        meta = attachment["meta"]
+        document = json.loads(meta["syncd_sidecar"])
+        assert (meta["syncd_source"], meta["syncd_media_type"]) == ("shutterstock", "image")
+        assert meta["syncd_key"] == document["file"]["key"]
+        assert meta["syncd_key"].startswith(f"shutterstock/image/{media_id}-")
+        assert meta["syncd_sha256"] == document["file"]["sha256"]
+        assert meta["syncd_bytes"] == document["file"]["bytes"] == len(wordpress.file_bytes(attachment))
+        assert attachment["mime_type"] == "image/jpeg"
+        assert attachment["title"]["raw"] == details["description"]
+        assert attachment["alt_text"] == details["description"]
+        assert attachment["caption"]["raw"] == f"Photo: contributor {details['contributor']['id']} / Shutterstock"
+        description = attachment["description"]["raw"]
+        for entry in document["licenses"]:
+            assert f"License {entry['id']}: {entry['license']} license, {entry['size']}, licensed " in description
+
+
+def test_a_rerun_adds_nothing(sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    config = _config(tmp_path, sandbox, wordpress)
+    assert _sync(config, wordpress).code == 0
+    before = {a["id"]: a["modified_gmt"] for a in wordpress.attachments()}
+    calls = len(sandbox.calls)
+
+    assert _sync(config, wordpress).code == 0
+    lose_state(tmp_path)  # even with the state lost, the library is recognised
+    result = _sync(config, wordpress)
+
+    assert result.code == 0, result.stderr
+    assert {a["id"]: a["modified_gmt"] for a in wordpress.attachments()} == before
+    assert _downloads(sandbox, calls) == 0
+
+
+def test_a_second_license_updates_the_same_attachment(
+        sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    config = _config(tmp_path, sandbox, wordpress)
+    assert _sync(config, wordpress).code == 0
+    medium = next(lic for lic in sandbox.licenses("image")
+                  if lic["image"]["format"]["size"] == "medium" and lic.get("is_downloadable", True))
+    media_id = str(medium["image"]["id"])
+    before = _by_media_id(wordpress)
+    first_file = wordpress.file_bytes(before[media_id])
+    again = sandbox.add_licenses(1, media_id=media_id, size="huge")[0]
+
+    result = _sync(config, wordpress)
+
+    assert result.code == 0, result.stderr
+    after = _by_media_id(wordpress)
+    assert set(after) == set(before)
+    attachment = after[media_id]
+    assert attachment["id"] == before[media_id]["id"]
+    assert wordpress.file_bytes(attachment) == first_file  # an attachment keeps its file for good
+    description = attachment["description"]["raw"]
+    assert f"License {medium['id']}: standard license, medium" in description
+    assert f"License {again['id']}: standard license, huge" in description
+    listed = [entry["id"] for entry in json.loads(attachment["meta"]["syncd_sidecar"])["licenses"]]
+    assert sorted(listed) == sorted([medium["id"], again["id"]])
+    assert attachment["title"]["raw"] == before[media_id]["title"]["raw"]
+
+
+def test_a_wrong_password_exits_3_and_names_what_to_check(
+        sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    wrong = "abcd EFGH ijkl MNOP qrst UVWX"
+    result = _sync(_config(tmp_path, sandbox, wordpress), wordpress, password=wrong)
+
+    assert result.code == 3, result.stderr
+    assert "user 'admin'" in result.stderr and wordpress.url in result.stderr
+    assert "Application Password" in result.stderr
+    assert wrong not in result.stdout + result.stderr
+    assert wordpress.attachments() == []
+
+
+def test_a_disallowed_file_type_fails_that_item_only(
+        sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    vector = sandbox.add_licenses(1, size="vector")[0]
+    config = _config(tmp_path, sandbox, wordpress)
+
+    result = _sync(config, wordpress)
+
+    assert result.code == 1, result.stderr
+    attachments = _by_media_id(wordpress)
+    assert set(attachments) == _media_ids(sandbox) - {str(vector["image"]["id"])}
+    status = json.loads(run_syncd("status", "--json", config=config).stdout)
+    assert status["counts"]["failed"] == 1
+    reason = next(p["reason"] for p in status["problems"] if p["state"] == "failed")
+    assert ".eps files" in reason and "upload_mimes" in reason
+
+
+def test_filesystem_and_wordpress_both_get_every_asset(
+        sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    library = {"name": "library", "kind": "filesystem", "path": str(tmp_path / "library")}
+
+    result = _sync(_config(tmp_path, sandbox, wordpress, library), wordpress)
+
+    assert result.code == 0, result.stderr
+    assets, _ = library_files(tmp_path / "library")
+    keys = {a["meta"]["syncd_key"] for a in wordpress.attachments()}
+    assert keys == {asset.relative_to(tmp_path / "library").as_posix() for asset in assets}
+    assert len(keys) == len(_media_ids(sandbox)) == _downloads(sandbox)  # downloaded once, stored twice
+
+
+def test_rebuild_state_from_the_media_library(sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    config = _config(tmp_path, sandbox, wordpress)
+    assert _sync(config, wordpress).code == 0
+    synced = StateStore(f"sqlite:///{tmp_path / 'state.db'}").status_counts()["synced"]
+    before = {a["id"]: a["modified_gmt"] for a in wordpress.attachments()}
+    lose_state(tmp_path)
+
+    rebuilt = _sync(config, wordpress, "rebuild-state", "--destination", "wp")
+
+    assert rebuilt.code == 0, rebuilt.stderr
+    assert StateStore(f"sqlite:///{tmp_path / 'state.db'}").status_counts()["synced"] == synced
+    calls = len(sandbox.calls)
+    assert _sync(config, wordpress).code == 0
+    assert _downloads(sandbox, calls) == 0
+    assert {a["id"]: a["modified_gmt"] for a in wordpress.attachments()} == before
+
+
+def test_check_verifies_the_password_and_the_upload_capability(
+        sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    config = _config(tmp_path, sandbox, wordpress)
+
+    result = _sync(config, wordpress, "check")
+
+    assert result.code == 0, result.stderr
+    assert "destination wp (wordpress)" in result.stdout
+    assert wordpress.attachments() == []
+    refused = _sync(config, wordpress, "check", password="not-the-password")
+    assert refused.code == 3
+    assert "Application Password of user 'admin'" in refused.stderr
+    assert "not-the-password" not in refused.stdout + refused.stderr
