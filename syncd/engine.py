@@ -58,8 +58,7 @@ DOWNLOAD_TRIES = 3  # per attempt: a truncated body or an expired link gets a fr
 LEASE = timedelta(seconds=60)
 LEASE_RENEW_SECONDS = 20.0
 DEFER = timedelta(minutes=5)  # a deferred item is looked at again by the daemon after this
-RECONCILE_PATIENCE = timedelta(hours=6)
-LINK_LIFETIME = timedelta(hours=7, minutes=45)  # download links last 8 hours  # how long a licensing call's license may take to show up
+RECONCILE_PATIENCE = timedelta(hours=6)  # how long a licensing call's license may take to show in the history
 Opener = Callable[[], AbstractContextManager[httpx.Response]]
 
 
@@ -222,7 +221,8 @@ class Engine:
 
     def _discover(self, source: Source, media_type: str, options: PassOptions, result: PassResult) -> None:
         backfill = options.command == "backfill"
-        frontier = None if backfill else self.store.frontier(source.name, media_type)
+        ordered = source.history_is_ordered
+        frontier = None if backfill or not ordered else self.store.frontier(source.name, media_type)
         window = f"{options.since.isoformat() if options.since else ''}..{options.until.isoformat() if options.until else ''}"
         until = options.until
         resumed = False
@@ -255,7 +255,7 @@ class Engine:
             return  # an interrupted discovery never moves the frontier
         if backfill:
             self.store.save_backfill_cursor(source.name, media_type, window, None, True)
-        if newest is not None and not resumed and (options.since is None and options.until is None or not backfill):
+        if ordered and newest is not None and not resumed and (options.since is None and options.until is None or not backfill):
             self._advance_frontier(source.name, media_type, newest)
 
     @staticmethod
@@ -641,22 +641,21 @@ class Engine:
             source=source.name, media_type=asset.media_type, license_id=answer.license_id, media_id=asset.media_id,
             licensed_at=utcnow(), license=original.license, size=original.size, format=original.format,
             subscription_id=policy.subscription_id, username=original.username, is_downloadable=True,
-            record={"relicensed_from": original.license_id, "download_url": answer.url,
-                    "download_url_expires": (utcnow() + LINK_LIFETIME).isoformat()})
+            record={"relicensed_from": original.license_id, **source.purchase_record(answer)})
         bought = self.store.link_relicensed(intent.id, record, original.license_id)
         url = answer.url
         return bought, ((lambda: source.open_url(url, record.license_id)) if url else None)
 
     def _bought_link(self, bought: Item, asset: AssetWork) -> Opener:
-        """The download link of a license syncd bought earlier for media without redownload.
+        """The download of a license syncd bought earlier for media without redownload.
 
-        When it has expired before the file was stored, the item fails for good: syncd never
-        buys the same media twice on its own.
+        When that no longer works before the file was stored (an expired link), the item fails
+        for good: syncd never buys the same media twice on its own.
         """
-        record = json.loads(bought.record or "{}")
-        url, expires = record.get("download_url"), record.get("download_url_expires")
-        if url and expires and datetime.fromisoformat(expires) > utcnow():
-            return lambda: asset.source.open_url(url, bought.license_id)
+        kept = json.loads(bought.record or "{}")
+        record = _as_record(bought)
+        if asset.source.open_purchased(record, kept) is not None:
+            return lambda: asset.source.open_purchased(record, kept)  # type: ignore[return-value]
         raise ItemFailed(f"syncd licensed this media again as {bought.license_id}, but its download link expired "
                          "before the file was stored; download it from the account (syncd does not buy it twice)",
                          final=True)
@@ -701,6 +700,11 @@ class Engine:
                 log.info("relicense_reconciled", media_id=asset.media_id, license_id=record.license_id)
                 return self.store.link_relicensed(intent.id, record, intent.license_id)
         waited = utcnow() - intent.created_at
+        if not source.can_reconcile:
+            self.store.resolve_intent(intent.id, INTENT_ABANDONED, "the source keeps no history to check")
+            raise ItemFailed(f"a purchase of {intent.created_at:%Y-%m-%d %H:%M}Z had no clear answer and "
+                             f"{source.kind} keeps no purchase history to check it against; check the account, "
+                             f"then `syncd retry {intent.license_id}` buys it again", final=True)
         if waited < RECONCILE_PATIENCE:
             raise ItemDeferred(f"a licensing call of {intent.created_at:%Y-%m-%d %H:%M}Z had no clear answer and "
                                "its license is not in the history yet; it is not licensed again meanwhile")

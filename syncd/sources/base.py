@@ -11,7 +11,7 @@ import abc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
@@ -33,12 +33,17 @@ class Relicensed:
 
     license_id: str | None
     url: str | None
+    details: dict[str, Any] | None = None  # source-specific facts worth keeping (e.g. a download id)
 
 
 class Source(abc.ABC):
     """One configured account at one agency."""
 
     kind: ClassVar[str]
+    history_is_ordered: ClassVar[bool] = True
+    """Newest first with stable dates, so a frontier can end discovery early. False: walk it all."""
+    can_reconcile: ClassVar[bool] = True
+    """The history lists what a licensing call bought, so a lost answer can be found again."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -93,6 +98,18 @@ class Source(abc.ABC):
     def open_url(self, url: str, label: str) -> AbstractContextManager[httpx.Response]:
         """Stream a download URL handed out by the API (e.g. by a licensing call)."""
         raise NotImplementedError
+
+    def purchase_record(self, answer: Relicensed) -> dict[str, Any]:
+        """What to keep in the state about a purchase to download it again later (no secrets)."""
+        expires = datetime.now(UTC) + timedelta(hours=7, minutes=45)  # links last 8 hours
+        return {"download_url": answer.url, "download_url_expires": expires.isoformat()}
+
+    def open_purchased(self, license: LicenseRecord, kept: dict[str, Any]) -> AbstractContextManager[httpx.Response] | None:
+        """Download a purchase from what ``purchase_record`` kept; None when that no longer works."""
+        url, expires = kept.get("download_url"), kept.get("download_url_expires")
+        if url and expires and datetime.fromisoformat(expires) > datetime.now(UTC):
+            return self.open_url(url, license.license_id)
+        return None
 
     def size_rank(self, media_type: str, size: str | None) -> int:
         """Order of licensed sizes: a larger rank replaces a smaller file of the same media."""
