@@ -21,6 +21,7 @@ from syncd.engine import PassOptions, PassResult
 from syncd.errors import ConfigError, SyncdError
 from syncd.http import RateGate
 from syncd.logs import setup_logging
+from syncd.redact import redact
 from syncd.state import StateStore
 
 log = structlog.get_logger("syncd")
@@ -53,6 +54,7 @@ def _global_options(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="HTTP-level detail in the logs.")] = False,
 ) -> None:
     Globals.config = config
+    os.umask(0o077)  # state, temp files and sidecars (license data) are not world-readable
     setup_logging(log_format.value if log_format else None, verbose)
 
 
@@ -65,7 +67,7 @@ def main() -> None:
 
 
 def _fail(error: SyncdError) -> None:
-    typer.echo(f"syncd: {error}", err=True)
+    typer.echo(redact(f"syncd: {error}"), err=True)
     raise typer.Exit(error.exit_code)
 
 
@@ -201,7 +203,7 @@ def _print_result(result: PassResult, options: PassOptions) -> None:
         + (f", {result.deferred} waiting for a licensing outcome" if result.deferred else "")
     )
     if result.stop is not None:
-        typer.echo(f"syncd: pass stopped early: {result.stop}", err=True)
+        typer.echo(redact(f"syncd: pass stopped early: {result.stop}"), err=True)
     elif result.failed:
         typer.echo("syncd: some items failed; they stay queued and are retried on the next run (see `syncd status`)", err=True)
 

@@ -25,6 +25,7 @@ from pydantic import (
 
 from syncd.errors import AuthError, ConfigError
 from syncd.naming import DEFAULT_TEMPLATE, KeyTemplate
+from syncd.redact import remember
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -317,7 +318,7 @@ def read_secret(env: str | None, file: Path | None, what: str) -> str:
         value = os.environ.get(env, "").strip()
         if not value:
             raise AuthError(f"{what}: the environment variable {env} is not set or is empty")
-        return value
+        return remember(value)
     if file:
         try:
             value = Path(file).read_text(encoding="utf-8").strip()
@@ -325,5 +326,5 @@ def read_secret(env: str | None, file: Path | None, what: str) -> str:
             raise AuthError(f"{what}: cannot read the file {file}: {error.strerror}") from None
         if not value:
             raise AuthError(f"{what}: the file {file} is empty")
-        return value
+        return remember(value)
     raise AuthError(f"{what}: no secret configured")

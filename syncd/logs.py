@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from syncd.redact import redact_event
+
 
 def setup_logging(log_format: str | None, verbose: bool) -> None:
     """Configure structlog (and the stdlib loggers of our libraries) once per process."""
@@ -21,6 +23,7 @@ def setup_logging(log_format: str | None, verbose: bool) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info if fmt == "json" else structlog.dev.set_exc_info,
+            redact_event,  # last before rendering: tracebacks and upstream texts included
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, delete, select
 
 from syncd.errors import ConfigError, LockHeld
 from syncd.records import LicenseRecord
+from syncd.redact import redact
 from syncd.models import (
     DISCOVERED,
     INTENT_DONE,
@@ -315,6 +316,7 @@ class StateStore:
 
     def set_status(self, item_ids: Sequence[int], status: str, reason: str | None = None) -> None:
         """Move items to ``status`` and release their leases, in one transaction."""
+        reason = redact(reason) if reason else reason
         values: dict[str, Any] = dict(status=status, reason=reason, updated_at=utcnow(),
                                       lease_owner=None, lease_expires_at=None)
         if status == SYNCED:
@@ -324,6 +326,7 @@ class StateStore:
 
     def defer(self, item_ids: Sequence[int], reason: str, wait: timedelta) -> None:
         """Leave items queued with a reason, not before ``wait`` (no attempt counted)."""
+        reason = redact(reason)
         with self.write() as session:
             session.execute(update(Item).where(col(Item.id).in_(list(item_ids))).values(
                 reason=reason[:2000], next_attempt_at=utcnow() + wait, updated_at=utcnow(),
@@ -331,6 +334,7 @@ class StateStore:
 
     def record_failure(self, item_ids: Sequence[int], reason: str, max_attempts: int, final: bool = False) -> bool:
         """Count a failed attempt; returns True when the items are now ``failed`` for good."""
+        reason = redact(reason)
         now = utcnow()
         exhausted = False
         with self.write() as session:
@@ -387,6 +391,7 @@ class StateStore:
 
     def resolve_intent(self, intent_id: int, status: str, message: str | None = None) -> None:
         """The licensing call's outcome became known (or is now unknown)."""
+        message = redact(message) if message else message
         with self.write() as session:
             session.execute(update(LicensingIntent).where(LicensingIntent.id == intent_id).values(
                 status=status, message=message, resolved_at=utcnow() if status not in INTENT_OPEN else None))
@@ -503,6 +508,7 @@ class StateStore:
 
     def finish_run(self, run_id: int, outcome: str, exit_code: int, counts: dict[str, Any], message: str | None) -> None:
         """Log how a command ended."""
+        message = redact(message) if message else message
         with self.write() as session:
             run = session.get(Run, run_id)
             if run is None:

@@ -147,6 +147,11 @@ class SandboxApi:
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         return Response.json(status, {"message": phrase}, self._quota_headers(request, self.limiter.peek()))
 
+    def injected_echo(self, request: Request, status: int) -> Response:
+        """An error whose body echoes the request's headers, as careless upstream proxies do."""
+        return Response.json(status, {"message": f"bad request; headers were {dict(request.headers)}"},
+                             self._quota_headers(request, self.limiter.peek()))
+
     def injected_429(self, request: Request, reset_in: float) -> Response:
         """An injected rate-limit refusal whose quota renews ``reset_in`` seconds from now."""
         quota = QuotaState(self.limiter.limit, 0, int((self.clock() + reset_in) * 1000))

@@ -6,7 +6,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-FAULT_KINDS = frozenset({"status", "429", "drop", "lost_response", "truncate", "truncate_nolength", "slow"})
+FAULT_KINDS = frozenset({"status", "429", "drop", "lost_response", "echo_headers", "truncate", "truncate_nolength", "slow"})
 
 
 @dataclass

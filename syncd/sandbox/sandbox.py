@@ -208,6 +208,8 @@ class Sandbox:
             return Outcome(None, delivery="drop")
         if rule.kind == "status":
             return Outcome(self.api.injected_status(request, rule.status or 500))
+        if rule.kind == "echo_headers":
+            return Outcome(self.api.injected_echo(request, rule.status or 400))
         if rule.kind == "429":
             return Outcome(self.api.injected_429(request, rule.reset_in))
         return Outcome(self.api.handle(request), delivery=rule.kind, fraction=rule.fraction)
