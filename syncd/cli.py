@@ -19,7 +19,7 @@ import typer
 from syncd.config import Config, config_path, load_config
 from syncd.engine import PassOptions, PassResult
 from syncd.errors import ConfigError, SyncdError
-from syncd.http import RateGate
+from syncd.http import RateGate, SharedRateGate
 from syncd.logs import setup_logging
 from syncd.redact import redact
 from syncd.state import StateStore
@@ -106,7 +106,7 @@ def _one_pass(options: PassOptions) -> None:
         if options.source:
             config.source(options.source)
         store = _open_store(config, options.dry_run)
-        gate = RateGate(config.sync.max_wait)
+        gate = SharedRateGate(config.sync.max_wait, store) if store.shared else RateGate(config.sync.max_wait)
         sources = build_sources(config, gate, options.source)
         destinations = build_destinations(config)
         metrics = Metrics() if config.metrics.textfile and not options.dry_run else None
@@ -254,16 +254,14 @@ def run() -> None:
 
 @app.command()
 def worker() -> None:
-    """Fetch and store queued items from a shared PostgreSQL state (see the contract)."""
+    """Fetch and store queued items from a shared PostgreSQL state until SIGTERM/SIGINT."""
+    from syncd.worker import run_worker
+
     try:
-        config = _load()
-        if not config.state.url.startswith("postgresql"):
-            raise ConfigError("`syncd worker` needs a shared PostgreSQL state (postgresql+psycopg://…); "
-                              f"this one is {config.state.url.split(':', 1)[0]}", key="state.url")
-        raise ConfigError("workers are not available in this version of syncd; run `syncd sync` or `syncd run`",
-                          key="state.url")
+        code = run_worker(_load())
     except SyncdError as error:
         _fail(error)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -23,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from syncd.config import Config
 from syncd.engine import PassOptions, PassResult
 from syncd.errors import ConfigError, LockHeld, SyncdError
-from syncd.http import RateGate
+from syncd.http import RateGate, SharedRateGate
 from syncd.metrics import Health, Metrics, serve_metrics
 from syncd.notify import notify
 from syncd.runtime import build_destinations, build_engine, build_sources
@@ -55,7 +55,8 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store = StateStore(config.state.url)
-        self.gate = RateGate(config.sync.max_wait)
+        self.gate = (SharedRateGate(config.sync.max_wait, self.store) if self.store.shared
+                     else RateGate(config.sync.max_wait))
         self.trigger, period = make_trigger(config)
         self.metrics = Metrics()
         self.health = Health(period)

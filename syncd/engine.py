@@ -57,6 +57,8 @@ DETAILS_CHUNK = 200  # assets whose details are fetched together before their wo
 DOWNLOAD_TRIES = 3  # per attempt: a truncated body or an expired link gets a fresh URL at once
 LEASE = timedelta(seconds=60)
 LEASE_RENEW_SECONDS = 20.0
+PLAN_BATCH = 2000  # items planned per round: a backfill of millions never sits in memory at once
+WAIT_FOR_WORKERS = 1.0  # seconds between looks at what workers still hold
 DEFER = timedelta(minutes=5)  # a deferred item is looked at again by the daemon after this
 RECONCILE_PATIENCE = timedelta(hours=6)  # how long a licensing call's license may take to show in the history
 Opener = Callable[[], AbstractContextManager[httpx.Response]]
@@ -89,6 +91,7 @@ class PassResult:
     planned: int = 0
     stop: Fatal | None = None
     dry_run_plan: list[dict[str, Any]] = field(default_factory=list)
+    handled: set[int] = field(default_factory=set)  # item ids this process finished, whatever the outcome
 
     @property
     def exit_code(self) -> int:
@@ -146,6 +149,7 @@ class AssetWork:
     media_type: str
     media_id: str
     items: list[Item]
+    planned_at: datetime | None = None  # claimed only if no other process changed its items since
 
 
 class Engine:
@@ -176,7 +180,12 @@ class Engine:
         self._inventory: dict[str, bool] = {}
         self._relicensed: dict[str, int] = {}  # licensing calls this pass, per source
         self._allotment: dict[str, int | None] = {}
-        self._renewing = False
+        self._renewer: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        """Stop background threads (the lease renewer)."""
+        self._closed.set()
 
     def request_stop(self) -> None:
         """Take no new item; items in flight finish (used on SIGTERM/SIGINT)."""
@@ -323,32 +332,74 @@ class Engine:
 
     # --- planning and the worker pool    # --- planning and the worker pool ----------------------------------------------------------
 
-    def _plan(self, options: PassOptions) -> list[AssetWork]:
+    def _plan(self, options: PassOptions, untouched_since: datetime | None = None, limit: int | None = None) -> list[AssetWork]:
         sources = {s.name: s for s in self._selected_sources(options)}
-        items = self.store.due_items(list(sources), respect_backoff=options.respect_backoff)
+        planned_at = utcnow()
+        items = self.store.due_items(list(sources), respect_backoff=options.respect_backoff,
+                                     untouched_since=untouched_since, limit=limit)
         items = [i for i in items if i.media_type in self._selected_media(sources[i.source], options)]
-        if options.limit is not None:
-            items = items[: options.limit]
         assets: dict[tuple[str, str, str], AssetWork] = {}
         for item in items:
             key = (item.source, item.media_type, item.media_id)
             if key not in assets:
-                assets[key] = AssetWork(sources[item.source], item.media_type, item.media_id, [])
+                assets[key] = AssetWork(sources[item.source], item.media_type, item.media_id, [], planned_at)
             assets[key].items.append(item)
         return list(assets.values())
 
     def _work(self, options: PassOptions, result: PassResult) -> None:
-        work = self._plan(options)
-        result.planned = sum(len(asset.items) for asset in work)
-        self.reporter.planned(result.planned, None)
-        if not work:
-            return
+        """Fetch and store what is due, in rounds, until nothing of this pass is left.
+
+        On a shared (PostgreSQL) state workers take items too: the pass ends when none of them
+        holds one any more; items whose worker died (lease expired) are taken over here.
+        """
+        started = utcnow()
         self._inventory = {d.name: self._knows_inventory(d) for d in self.destinations}
+        sources = [s.name for s in self._selected_sources(options)]
+        budget = options.limit
+        while not self._stop.is_set():
+            work = self._plan(options, untouched_since=started, limit=min(PLAN_BATCH, budget or PLAN_BATCH))
+            planned = sum(len(asset.items) for asset in work)
+            result.planned += planned
+            if work:
+                self.reporter.planned(result.planned, None)
+                self._run_pool(work, result)
+            if budget is not None:
+                budget -= planned
+                if budget <= 0:
+                    return
+            if work:
+                continue
+            if not self.store.shared:
+                return
+            if not self.store.leased_by_others(sources, self.owner):
+                result.failed += self.store.unfinished_since(sources, started, exclude=result.handled)
+                return
+            self._stop.wait(WAIT_FOR_WORKERS)
+            self.store.release_dead_leases()  # a worker killed on this host: take its items now
+
+    def work_forever(self, options: PassOptions, poll: float = 1.0) -> PassResult:
+        """`syncd worker`: take due items from the shared queue until asked to stop."""
+        result = PassResult()
+        self._inventory = {d.name: self._knows_inventory(d) for d in self.destinations}
+        while not self._stop.is_set():
+            work = self._plan(options, limit=PLAN_BATCH)
+            if work:
+                self._run_pool(work, result)
+            else:
+                self._stop.wait(poll)
+                self.store.release_dead_leases()
+            if self._fatal is not None:
+                result.stop = self._fatal
+                break
+        return result
+
+    def _run_pool(self, work: list[AssetWork], result: PassResult) -> None:
         spool = Path(tempfile.mkdtemp(prefix="syncd-spool-"))
         slots = threading.BoundedSemaphore(self.concurrency * 2)
-        renewer = threading.Thread(target=self._renew_leases, name="syncd-lease-renewer", daemon=True)
-        self._renewing = True
-        renewer.start()
+        with self._lock:
+            if self._renewer is None:  # one per engine: leases of items in hand live while we do
+                self._renewer = threading.Thread(target=self._renew_leases, name="syncd-lease-renewer", daemon=True)
+                self._renewer.start()
         try:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="syncd-item") as pool:
                 for chunk in _chunks(work, DETAILS_CHUNK):
@@ -363,7 +414,6 @@ class Engine:
                         future: Future[None] = pool.submit(self._process, asset, details, spool, result)
                         future.add_done_callback(lambda _f: slots.release())
         finally:
-            self._renewing = False
             shutil.rmtree(spool, ignore_errors=True)
 
     def _knows_inventory(self, destination: Destination) -> bool:
@@ -376,7 +426,7 @@ class Engine:
         return False
 
     def _renew_leases(self) -> None:
-        while self._renewing and not self._stop.wait(LEASE_RENEW_SECONDS):
+        while not self._closed.wait(LEASE_RENEW_SECONDS):
             try:
                 self.store.renew_leases(self.owner, LEASE)
             except Exception:  # noqa: BLE001 - the next renewal retries; leases last a minute
@@ -404,7 +454,7 @@ class Engine:
         if self._stop.is_set():
             return
         ids = [item.id for item in asset.items if item.id is not None]
-        if not self.store.claim(ids, self.owner, LEASE):
+        if not self.store.claim(ids, self.owner, LEASE, asset.planned_at):
             return  # another worker has it
         started = time.monotonic()
         outcome, size, key, reason = "synced", 0, None, None
@@ -430,6 +480,8 @@ class Engine:
             log.exception("item_internal_error", media_id=asset.media_id)
             self.store.record_failure(ids, reason, self.max_attempts)
         self._count(result, outcome, len(ids), size)
+        with self._lock:
+            result.handled.update(ids)
         log.info("item", outcome=outcome, source=asset.source.name, media_type=asset.media_type,
                  media_id=asset.media_id, license_ids=[i.license_id for i in asset.items], key=key,
                  bytes=size, duration=round(time.monotonic() - started, 3), reason=reason)

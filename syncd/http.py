@@ -132,6 +132,36 @@ class RateGate:
         )
 
 
+class SharedRateGate(RateGate):
+    """A rate gate whose pauses are shared through the state database with every other process.
+
+    The limit belongs to the application, not to a process: a 429 or an exhausted quota that
+    one worker sees pauses all of them. The state database is what every worker already
+    shares, so no other service is needed; it is read at most twice a second per process.
+    """
+
+    REFRESH = 0.5
+
+    def __init__(self, max_wait: float, store: Any, key: str = "upstream", sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(max_wait, sleep)
+        self.store = store
+        self.key = key
+        self._checked = 0.0
+
+    def wait_turn(self) -> None:
+        now = time.monotonic()
+        if now - self._checked >= self.REFRESH:
+            self._checked = now
+            shared = self.store.shared_pause(self.key)
+            if shared > time.time():
+                super().pause(shared)
+        super().wait_turn()
+
+    def pause(self, until: float) -> None:
+        super().pause(until)
+        self.store.share_pause(self.key, until)
+
+
 class ApiClient:
     """An authenticated JSON client for one API host: User-Agent, bearer token, retries, rate limit."""
 

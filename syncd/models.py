@@ -112,6 +112,30 @@ class LicensingIntent(SQLModel, table=True):
     resolved_at: NaiveDatetime | None = None
 
 
+class Worker(SQLModel, table=True):
+    """A `syncd worker` process: who, since when, alive when last heard of."""
+
+    __tablename__ = "workers"
+
+    owner: str = Field(primary_key=True)  # host:pid:random, also the owner of its item leases
+    host: str
+    pid: int
+    started_at: NaiveDatetime
+    heartbeat_at: NaiveDatetime
+    items_in_hand: int = 0
+    stopped_at: NaiveDatetime | None = None
+
+
+class SharedRateLimit(SQLModel, table=True):
+    """The upstream's rate limit as every process sees it: a pause one saw applies to all."""
+
+    __tablename__ = "rate_limits"
+
+    key: str = Field(primary_key=True)
+    paused_until: float  # epoch seconds
+    updated_at: NaiveDatetime
+
+
 class DestinationInventory(SQLModel, table=True):
     """A destination whose every syncd object this state knows (it was empty, or rebuilt from it).
 

@@ -38,6 +38,8 @@ from syncd.models import (
     BackfillCursor,
     DestinationInventory,
     LicensingIntent,
+    SharedRateLimit,
+    Worker,
     Frontier,
     Item,
     Lock,
@@ -244,8 +246,12 @@ class StateStore:
 
     # --- the queue ------------------------------------------------------------------------------
 
-    def due_items(self, sources: Sequence[str], *, respect_backoff: bool, now: datetime | None = None) -> list[Item]:
-        """Items a pass should work on: in progress (and due), or skipped (reconsidered every pass)."""
+    def due_items(self, sources: Sequence[str], *, respect_backoff: bool, now: datetime | None = None,
+                  untouched_since: datetime | None = None, limit: int | None = None) -> list[Item]:
+        """Items to work on: in progress (and due), or skipped (reconsidered every pass), not leased.
+
+        ``untouched_since`` leaves out items already handled since then (by this pass or a worker).
+        """
         now = now or utcnow()
         queued = col(Item.status).in_(IN_PROGRESS)
         if respect_backoff:
@@ -256,8 +262,32 @@ class StateStore:
             .where(col(Item.source).in_(list(sources)), or_(queued, Item.status == SKIPPED), free)
             .order_by(col(Item.licensed_at).desc(), col(Item.id).desc())
         )
+        if untouched_since is not None:
+            query = query.where(col(Item.updated_at) < untouched_since)
+        if limit is not None:
+            query = query.limit(limit)
         with self.read() as session:
             return list(session.exec(query).all())
+
+    def leased_by_others(self, sources: Sequence[str], owner: str) -> int:
+        """Items other processes hold a live lease on (a leader waits for them to end its pass)."""
+        with self.read() as session:
+            return session.exec(select(func.count()).select_from(Item).where(
+                col(Item.source).in_(list(sources)), col(Item.lease_owner).is_not(None),
+                Item.lease_owner != owner, col(Item.lease_expires_at) >= utcnow())).one()
+
+    def unfinished_since(self, sources: Sequence[str], since: datetime, exclude: set[int]) -> int:
+        """Items another process worked on since ``since`` and did not sync (failed or waiting)."""
+        with self.read() as session:
+            ids = session.exec(select(Item.id).where(
+                col(Item.source).in_(list(sources)), col(Item.updated_at) >= since,
+                col(Item.status).in_([*IN_PROGRESS, FAILED]))).all()
+        return len([i for i in ids if i not in exclude])
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes (workers) may work on this state: PostgreSQL."""
+        return self.engine.dialect.name == "postgresql"
 
     def licenses_of_media(self, source: str, media_type: str, media_id: str) -> list[Item]:
         """Every known license of one media item, newest first."""
@@ -270,14 +300,24 @@ class StateStore:
                 ).all()
             )
 
-    def claim(self, item_ids: Sequence[int], owner: str, ttl: timedelta) -> bool:
-        """Take a lease on all of ``item_ids`` or none (another worker holds one of them)."""
+    def claim(self, item_ids: Sequence[int], owner: str, ttl: timedelta, planned_at: datetime | None = None) -> bool:
+        """Take a lease on all of ``item_ids`` or none (another process holds or has handled one).
+
+        ``planned_at``: the items must not have changed since (another worker may have synced
+        or failed them in between; then they are not this process's to take).
+        """
         now = utcnow()
         with self.write() as session:
-            result = session.execute(
+            query = (
                 update(Item)
                 .where(col(Item.id).in_(list(item_ids)))
+                .where(col(Item.status).not_in([SYNCED, FAILED]))
                 .where(or_(col(Item.lease_owner).is_(None), col(Item.lease_expires_at) < now, Item.lease_owner == owner))
+            )
+            if planned_at is not None:
+                query = query.where(col(Item.updated_at) <= planned_at)
+            result = session.execute(
+                query
                 .values(lease_owner=owner, lease_expires_at=now + ttl, claims=Item.claims + 1)
             )
             if result.rowcount != len(item_ids):
@@ -367,6 +407,54 @@ class StateStore:
                 query.values(status=DISCOVERED, attempts=0, next_attempt_at=None, reason=None, updated_at=utcnow())
             )
             return result.rowcount, unknown
+
+    # --- workers and the shared rate limit ------------------------------------------------------
+
+    def register_worker(self, owner: str) -> None:
+        """A worker starts."""
+        now = utcnow()
+        with self.write() as session:
+            session.merge(Worker(owner=owner, host=socket.gethostname(), pid=os.getpid(), started_at=now,
+                                 heartbeat_at=now, items_in_hand=0))
+
+    def worker_heartbeat(self, owner: str, stopped: bool = False) -> None:
+        """A worker is alive (and how many items it holds), or has stopped."""
+        with self.write() as session:
+            in_hand = session.exec(select(func.count()).select_from(Item).where(Item.lease_owner == owner)).one()
+            session.execute(update(Worker).where(Worker.owner == owner).values(
+                heartbeat_at=utcnow(), items_in_hand=in_hand, stopped_at=utcnow() if stopped else None))
+
+    def workers(self) -> list[Worker]:
+        """Workers known to the state, most recent first."""
+        with self.read() as session:
+            return list(session.exec(select(Worker).order_by(col(Worker.heartbeat_at).desc()).limit(50)).all())
+
+    def expired_leases(self) -> int:
+        """Items whose holder stopped renewing its lease (a dead worker's; taken over by others)."""
+        with self.read() as session:
+            return session.exec(select(func.count()).select_from(Item).where(
+                col(Item.lease_owner).is_not(None), col(Item.lease_expires_at) < utcnow())).one()
+
+    def release_owner(self, owner: str) -> None:
+        """Give back every lease ``owner`` holds."""
+        with self.write() as session:
+            session.execute(update(Item).where(Item.lease_owner == owner).values(lease_owner=None, lease_expires_at=None))
+
+    def shared_pause(self, key: str) -> float:
+        """Until when (epoch seconds) every process must wait before calling the upstream."""
+        with self.read() as session:
+            row = session.get(SharedRateLimit, key)
+            return row.paused_until if row else 0.0
+
+    def share_pause(self, key: str, until: float) -> None:
+        """Tell every process to wait until ``until`` (keeps the later of two pauses)."""
+        with self.write() as session:
+            row = session.get(SharedRateLimit, key, with_for_update=self.shared)
+            if row is None:
+                session.add(SharedRateLimit(key=key, paused_until=until, updated_at=utcnow()))
+            elif until > row.paused_until:
+                row.paused_until, row.updated_at = until, utcnow()
+                session.add(row)
 
     # --- licensing intents ----------------------------------------------------------------------
 

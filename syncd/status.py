@@ -28,6 +28,13 @@ def collect_status(store: StateStore) -> dict[str, Any]:
              "licensed_at": iso_utc(f.licensed_at)}
             for f in store.frontiers()
         ],
+        "workers": [
+            {"owner": w.owner, "host": w.host, "pid": w.pid, "items_in_hand": w.items_in_hand,
+             "started_at": iso_utc(w.started_at), "last_heartbeat": iso_utc(w.heartbeat_at),
+             "stopped_at": iso_utc(w.stopped_at) if w.stopped_at else None}
+            for w in store.workers()
+        ],
+        "expired_leases": store.expired_leases(),
         "runs": [
             {"id": r.id, "command": r.command, "started_at": iso_utc(r.started_at),
              "finished_at": iso_utc(r.finished_at) if r.finished_at else None, "outcome": r.outcome,
@@ -52,6 +59,15 @@ def render_status(report: dict[str, Any]) -> str:
         lines.append("frontiers:")
         for frontier in report["frontiers"]:
             lines.append(f"  {frontier['source']} {frontier['media_type']}: {frontier['license_id']} ({frontier['licensed_at']})")
+    if report["workers"]:
+        lines.append("")
+        lines.append("workers:")
+        for w in report["workers"]:
+            state = f"stopped {w['stopped_at']}" if w["stopped_at"] else f"last heartbeat {w['last_heartbeat']}"
+            lines.append(f"  {w['host']} pid {w['pid']}: {w['items_in_hand']} item(s) in hand, {state}")
+    if report["expired_leases"]:
+        lines.append(f"  {report['expired_leases']} item(s) held by a process that stopped renewing; "
+                     "they are taken over by the next worker or pass")
     if report["runs"]:
         lines.append("")
         lines.append("last runs:")

@@ -131,6 +131,7 @@ class WordpressDestination(Destination):
         ext = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
         content_type = info.content_type or content_type_for(ext)
         identity = {
+            "_fields": "id,meta,description",  # what put_sidecar needs next; less for PHP to prepare
             "meta[syncd_source]": info.source,
             "meta[syncd_media_type]": info.media_type,
             "meta[syncd_media_id]": info.media_id,
@@ -277,12 +278,11 @@ class WordpressDestination(Destination):
                      stored.bytes, info.media_type, info.media_id, info.size)
         return stored
 
-    def _update(self, attachment_id: int, changes: dict[str, Any], doing: str) -> dict[str, Any]:
-        response = self._send("POST", f"{MEDIA}/{attachment_id}", json=changes, doing=doing)
+    def _update(self, attachment_id: int, changes: dict[str, Any], doing: str) -> None:
+        response = self._send("POST", f"{MEDIA}/{attachment_id}", params={"_fields": "id"}, json=changes,
+                              doing=doing)
         if response.status_code != 200:
             raise self._error(response, doing)
-        result: dict[str, Any] = response.json()
-        return result
 
     def _hash_local(self, key: str, path: Path, info: ObjectInfo) -> tuple[int, str, str]:
         """Size, SHA-256 and MD5 of ``path`` in one read; refuses a file that changed since it was verified."""
@@ -319,12 +319,12 @@ class WordpressDestination(Destination):
         try:
             response = self._client.request(method, url, params=all_params, **kwargs)
         except httpx.TransportError as exc:
-            raise DestinationError(self._where(f"cannot {doing}: cannot reach the site ({exc!r}); "
+            # An upload whose answer was lost is not repeated blindly: the next try finds the
+            # attachment by its identity first.
+            raise DestinationError(self._where(f"cannot {doing}: no answer from the site ({exc!r}); "
                                                "the item will be retried")) from exc
         if response.status_code == 401:
             raise self._auth_error(response)
-        if 300 <= response.status_code < 400:
-            raise self._redirected(response)
         return response
 
     def _url(self, route: str, params: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
@@ -342,18 +342,28 @@ class WordpressDestination(Destination):
                 self._ready = True
 
     def _discover(self) -> httpx.Response:
-        """Probe the plugin's route at /wp-json/, else at /?rest_route= (a site without pretty permalinks)."""
+        """Probe the plugin's route at /wp-json/, else at /?rest_route= (a site without pretty permalinks).
+
+        Without pretty permalinks /wp-json/ is not routed: WordPress answers with its 404 page
+        or a canonical redirect, neither of them JSON.
+        """
         self._rest_route = False
         response = self._probe_plugin()
-        if response.status_code == 404 and not _is_json(response):
-            self._rest_route = True
-            response = self._probe_plugin()
+        if _is_json(response) or not (response.status_code == 404 or response.is_redirect):
+            return response
+        self._rest_route = True
+        fallback = self._probe_plugin()
+        if _is_json(fallback):
+            return fallback
+        self._rest_route = False
         return response
 
     def _require_plugin(self, response: httpx.Response) -> None:
         """Raise unless the probe found the syncd-meta plugin answering for this user."""
         if response.status_code == 200 and _json(response).get("plugin") == "syncd-meta":
             return
+        if response.is_redirect:
+            raise self._redirected(response)
         if response.status_code == 404 and _json(response).get("code") == "rest_no_route":
             raise ConfigError(self._where(
                 f"the syncd-meta plugin is not installed: copy {PLUGIN_PATH} from syncd into the site's "
@@ -373,8 +383,6 @@ class WordpressDestination(Destination):
             raise DestinationError(self._where(f"cannot reach the site ({exc!r})")) from exc
         if response.status_code == 401:
             raise self._auth_error(response)
-        if 300 <= response.status_code < 400:
-            raise self._redirected(response)
         return response
 
     # --- errors ----------------------------------------------------------------------------
@@ -390,8 +398,7 @@ class WordpressDestination(Destination):
 
     def _auth_error(self, response: httpx.Response) -> AuthError:
         """401: the password, the user name, or Application Passwords being off; never the password itself."""
-        code = _json(response).get("code") or "401"
-        reason = (f"WordPress refused the Application Password of user '{self.username}' ({code}): check the "
+        reason = (f"WordPress refused the Application Password of user '{self.username}' (HTTP 401): check the "
                   "user name and the password the destination's password_env/password_file provides "
                   "(Users > Profile > Application Passwords; the account's login password is not accepted)")
         if not self._application_passwords_available():
@@ -419,7 +426,7 @@ class WordpressDestination(Destination):
         status = response.status_code
         body = _json(response)
         code = str(body.get("code") or "")
-        message = _plain(str(body.get("message") or "")) or _plain(response.text[:300])
+        message = (_plain(str(body.get("message") or "")) or _plain(response.text[:300])).rstrip(".")
         said = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
         if status == 403:
             hint = (f"user '{self.username}' may not do this: give the user the Author role or higher (the "
@@ -429,7 +436,7 @@ class WordpressDestination(Destination):
             hint = (f"WordPress does not accept {shown} files for this user; allow the type with an "
                     "upload_mimes filter, e.g. in a must-use plugin: add_filter('upload_mimes', "
                     f"fn($types) => $types + ['{ext or 'ext'}' => '{content_type_for(ext)}']); "
-                    "(see README, WordPress); the item stays failed until then")
+                    "(README, section WordPress)")
         elif status == 413 or "upload_max_filesize" in message or "post_max_size" in message or (
                 code == "rest_upload_no_data" and size):
             hint = ("the upload" + (f" of {size} bytes" if size else "") + " is larger than the server "
@@ -516,14 +523,15 @@ def merge_description(current: str, block: str) -> str:
 def _site_url(name: str, url: str) -> str:
     parts = urlsplit(url.strip())
     key = f"destinations.{name}.url"
+    if parts.username or parts.password or parts.query or parts.fragment:
+        # Checked first, and the url not echoed: it may hold a password.
+        raise ConfigError("the url must be the site address only, without credentials, query or fragment; "
+                          "put the user in username and the password in password_env or password_file", key=key)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{url!r} is not a site address such as https://example.com", key=key)
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(f"{url!r} uses plain http, which syncd sends only to loopback: use https "
                           "(the Application Password would travel in clear text)", key=key)
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ConfigError(f"the url must be the site address only, without credentials, query or fragment; "
-                          "put the user in username and the password in password_env or password_file", key=key)
     return url.strip().rstrip("/")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from datetime import time as day_time
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.sandbox.content import GeneratedFile
 from syncd.sandbox.data import asset_key, parse_time
@@ -23,6 +23,9 @@ from syncd.sandbox.history import Catalogue, LicenseRecord
 from syncd.sandbox.kinds import KINDS, MediaKind, kind_for_path
 from syncd.sandbox.ratelimit import QuotaState, RateLimiter
 from syncd.sandbox.tokens import DownloadGrant, InvalidToken, UrlSigner
+
+if TYPE_CHECKING:
+    from syncd.sandbox.bigstock import BigstockApi
 
 MAX_PER_PAGE = 200
 MAX_BULK_IDS = 500
@@ -99,7 +102,7 @@ class Route:
 
 
 class SandboxApi:
-    """Routes and answers the emulated ``/v2`` endpoints and ``/download`` links."""
+    """Routes and answers the emulated ``/v2`` endpoints and ``/download`` links (``/2/…``: Bigstock's)."""
 
     def __init__(
         self,
@@ -110,8 +113,10 @@ class SandboxApi:
         url_ttl: float,
         download_base: Callable[[], str],
         clock: Callable[[], float] = time.time,
+        bigstock: BigstockApi | None = None,
     ) -> None:
         self.catalogue = catalogue
+        self.bigstock = bigstock
         self.signer = signer
         self.limiter = limiter
         self.token = token
@@ -138,6 +143,8 @@ class SandboxApi:
 
     def handle(self, request: Request) -> Response:
         """Answer one request; /v2 calls go through User-Agent, auth and quota checks first."""
+        if self.bigstock is not None and self.bigstock.handles(request.path):
+            return self.bigstock.handle(request)  # Bigstock authenticates each call with its auth_key
         if request.path == "/v2" or request.path.startswith("/v2/"):
             return self._handle_v2(request)
         return self._guarded(request)
@@ -145,6 +152,8 @@ class SandboxApi:
     def injected_status(self, request: Request, status: int) -> Response:
         """An injected server error, shaped like the API's own errors."""
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        if self.bigstock is not None and self.bigstock.handles(request.path):
+            return Response.json(status, {"response_code": status, "message": phrase, "data": None})
         return Response.json(status, {"message": phrase}, self._quota_headers(request, self.limiter.peek()))
 
     def injected_echo(self, request: Request, status: int) -> Response:

@@ -12,6 +12,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from syncd.sandbox.api import Request, SandboxApi
+from syncd.sandbox.bigstock import BigstockApi
 from syncd.sandbox.faults import FaultRule, FaultSet
 from syncd.sandbox.history import Catalogue
 from syncd.sandbox.kinds import kind_named
@@ -20,6 +21,7 @@ from syncd.sandbox.server import Outcome, SandboxHTTPServer
 from syncd.sandbox.tokens import UrlSigner
 
 HOST = "127.0.0.1"
+SERVED_LIGHTBOX = "Sandbox picks"  # what `syncd sandbox` puts in its Bigstock account to try the source
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,11 @@ class Call:
 
 
 class Sandbox:
-    """A Shutterstock-compatible API emulator serving real HTTP on 127.0.0.1, deterministic from ``seed``."""
+    """A Shutterstock- and Bigstock-compatible API emulator serving real HTTP on 127.0.0.1, deterministic from ``seed``.
+
+    The Bigstock account (``/2/{account_id}/…``, seed 001) is steered through ``sandbox.bigstock``:
+    lightboxes, image details, purchases and downloads (see ``syncd.sandbox.bigstock``).
+    """
 
     def __init__(
         self,
@@ -49,6 +55,8 @@ class Sandbox:
         url_ttl: float = 8 * 3600,
         arrival_interval: float | None = None,
         rate_limit: tuple[int, float] | None = None,
+        bigstock_account: str = "123456",
+        bigstock_secret: str = "sandbox-secret",
     ) -> None:
         if isinstance(media_types, str):
             media_types = (media_types,)
@@ -65,7 +73,9 @@ class Sandbox:
             self.catalogue.schedule_arrivals(kinds[0], arrival_interval, now)
         self.faults = FaultSet()
         self.limiter = RateLimiter(*(rate_limit or UNLIMITED))
-        self.api = SandboxApi(self.catalogue, UrlSigner(seed), self.limiter, token, url_ttl, self._download_base)
+        self.bigstock = BigstockApi(seed=seed, account_id=bigstock_account, secret=bigstock_secret)
+        self.api = SandboxApi(self.catalogue, UrlSigner(seed), self.limiter, token, url_ttl, self._download_base,
+                              bigstock=self.bigstock)
         self._calls: list[Call] = []
         self._callbacks: list[Callable[[Call], Any]] = []
         self._lock = threading.Lock()
@@ -222,6 +232,9 @@ def serve(port: int, seed: int, licenses: int, token: str = "sandbox-token") -> 
     try:
         with Sandbox(seed=seed, licenses=licenses, token=token, port=port) as sandbox:
             print(f"syncd sandbox listening on {sandbox.url} (token: {token})", flush=True)
+            lightbox = sandbox.bigstock.add_lightbox(SERVED_LIGHTBOX, range(5001, 5013))
+            print(f"  Bigstock: account_id {sandbox.bigstock.account_id}, secret {sandbox.bigstock.secret}, "
+                  f"lightbox {SERVED_LIGHTBOX!r} (id {lightbox}, 12 images)", flush=True)
             # A timed wait keeps the main thread responsive to signals on every platform.
             while not stopping.wait(0.2):
                 pass

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from syncd.sources.base import Source
+from syncd.sources.bigstock import BigstockSource
 from syncd.sources.shutterstock import ShutterstockSource
 
 # An explicit list, not a scan: adding an agency is one module and one line here.
 SOURCE_KINDS: dict[str, type[Source]] = {
     ShutterstockSource.kind: ShutterstockSource,
+    BigstockSource.kind: BigstockSource,
 }
 
-__all__ = ["SOURCE_KINDS", "ShutterstockSource", "Source"]
+__all__ = ["SOURCE_KINDS", "BigstockSource", "ShutterstockSource", "Source"]

@@ -77,6 +77,22 @@ def upgrade() -> None:
         postgresql_where=sa.text("status IN ('pending', 'unknown')"),
     )
     op.create_table(
+        "workers",
+        sa.Column("owner", sa.String, primary_key=True),
+        sa.Column("host", sa.String, nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("started_at", sa.DateTime, nullable=False),
+        sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+        sa.Column("items_in_hand", sa.Integer, nullable=False),
+        sa.Column("stopped_at", sa.DateTime),
+    )
+    op.create_table(
+        "rate_limits",
+        sa.Column("key", sa.String, primary_key=True),
+        sa.Column("paused_until", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+    )
+    op.create_table(
         "destination_inventory",
         sa.Column("destination", sa.String, primary_key=True),
         sa.Column("complete_since", sa.DateTime, nullable=False),
@@ -126,5 +142,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in ("locks", "runs", "backfill_cursors", "frontiers", "destination_inventory", "licensing_intents",
+                  "workers", "rate_limits",
                   "stored_assets", "items"):
         op.drop_table(table)

@@ -1,0 +1,119 @@
+"""Many processes on one PostgreSQL state: a leader and workers, one queue, one rate limit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlmodel import select
+
+from syncd.models import StoredAsset
+from syncd.sandbox import FaultRule, Sandbox
+from syncd.state import StateStore
+from tests.helpers import TOKEN_ENV, library_files, run_syncd, sandbox_config
+
+
+def _worker(config: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "syncd.cli", "--log-format", "json", "--config", str(config), "worker"],
+                            env={**os.environ, TOKEN_ENV: "sandbox-token"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a full pipe would block it
+
+
+def _stop(workers: list[subprocess.Popen]) -> list[int]:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    return [worker.wait(timeout=60) for worker in workers]
+
+
+def _redownloads(sandbox: Sandbox) -> list[str]:
+    return [c.path.split("/")[4] for c in sandbox.calls if c.method == "POST" and c.path.endswith("/downloads")
+            and c.status == 200]
+
+
+def test_a_leader_and_three_workers_sync_everything_exactly_once(pg_url: str, tmp_path: Path) -> None:
+    with Sandbox(seed=51, licenses=0) as sandbox:
+        sandbox.add_licenses(600, media_type="image", is_downloadable=True, file_bytes=8 * 1024)
+        sandbox.faults.add(FaultRule(path=r"^/download/", kind="slow", delay=0.01, times=-1))
+        config = sandbox_config(tmp_path, sandbox.url, state_url=pg_url)
+        StateStore(pg_url)  # migrate once before the crowd arrives
+        workers = [_worker(config) for _ in range(3)]
+        try:
+            leader = run_syncd("sync", config=config, timeout=600)
+            assert leader.code == 0, leader.stderr[-2000:]
+        finally:
+            codes = _stop(workers)
+        assert codes == [0, 0, 0]
+        store = StateStore(pg_url)
+        assert store.status_counts() == {"synced": 600, "queued": 0, "failed": 0, "skipped": 0}
+        redownloads = _redownloads(sandbox)
+        assert len(redownloads) == len(set(redownloads)) == 600  # no item fetched by two processes
+        assets, sidecars = library_files(tmp_path / "library")
+        assert len(assets) == len(sidecars) == 600
+        with store.read() as session:
+            assert len(session.exec(select(StoredAsset)).all()) == 600
+        report = run_syncd("status", "--json", config=config)
+        assert report.code == 0
+        import json
+        workers_seen = json.loads(report.stdout)["workers"]
+        assert len(workers_seen) == 3 and all(w["stopped_at"] for w in workers_seen)
+
+
+def test_a_killed_worker_leaves_nothing_lost_or_doubled(pg_url: str, tmp_path: Path) -> None:
+    with Sandbox(seed=52, licenses=0) as sandbox:
+        sandbox.add_licenses(60, media_type="image", is_downloadable=True, file_bytes=64 * 1024)
+        sandbox.faults.add(FaultRule(path=r"^/download/", kind="slow", delay=0.3, times=-1))
+        config = sandbox_config(tmp_path, sandbox.url, state_url=pg_url)
+        StateStore(pg_url)
+        # Discovery first (nothing fetched: every download would be slow), then a worker takes items.
+        victim = _worker(config)
+        survivor = None
+        try:
+            leader = subprocess.Popen([sys.executable, "-m", "syncd.cli", "--config", str(config), "sync"],
+                                      env={**os.environ, TOKEN_ENV: "sandbox-token"},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if sandbox.count("GET", "/download/") >= 8:
+                    break
+                time.sleep(0.1)
+            victim.send_signal(signal.SIGKILL)  # mid-download, items in hand
+            victim.wait()
+            survivor = _worker(config)
+            assert leader.wait(timeout=300) == 0
+        finally:
+            _stop([w for w in (victim, survivor) if w is not None])
+        assert StateStore(pg_url).status_counts() == {"synced": 60, "queued": 0, "failed": 0, "skipped": 0}
+        assets, sidecars = library_files(tmp_path / "library")
+        assert len(assets) == len(sidecars) == 60
+        assert not [p for p in (tmp_path / "library").rglob("*") if "syncd-tmp" in p.name]
+
+
+def test_workers_share_one_rate_limit(pg_url: str, tmp_path: Path) -> None:
+    with Sandbox(seed=53, licenses=0, rate_limit=(40, 2.0)) as sandbox:
+        sandbox.add_licenses(150, media_type="image", is_downloadable=True, file_bytes=4 * 1024)
+        config = sandbox_config(tmp_path, sandbox.url, state_url=pg_url, sync={"max_wait": "30s"})
+        StateStore(pg_url)
+        workers = [_worker(config) for _ in range(3)]
+        try:
+            leader = run_syncd("sync", config=config, timeout=600)
+            assert leader.code == 0, leader.stderr[-2000:]
+        finally:
+            _stop(workers)
+        assert StateStore(pg_url).status_counts()["synced"] == 150
+        api = [c for c in sandbox.calls if c.path.startswith("/v2/")]
+        served = [c for c in api if c.status != 429]
+        refused = [c for c in api if c.status == 429]
+        assert len(served) > 40  # the work needed several quota windows
+        # Everyone pauses on what one process learns: refusals stay a handful, not one per request.
+        assert len(refused) <= 16, len(refused)
+        window_start, in_window = None, 0
+        for call in sorted(served, key=lambda c: c.at):
+            if window_start is None or call.at >= window_start + 2.0:
+                window_start, in_window = call.at, 0
+            in_window += 1
+            assert in_window <= 40
