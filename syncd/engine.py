@@ -435,7 +435,7 @@ class Engine:
     def _details(self, chunk: list[AssetWork]) -> dict[tuple[str, str, str], dict[str, Any]]:
         wanted: dict[tuple[str, str], list[str]] = {}
         for asset in chunk:
-            if all(_skip_reason(asset.source, item) for item in asset.items):
+            if all(_skip_reason(asset.source, item) for item in asset.items) and not asset.source.can_relicense(asset.media_type):
                 continue  # parked until the configuration allows it: no API call for it
             wanted.setdefault((asset.source.name, asset.media_type), []).append(asset.media_id)
         sources = {asset.source.name: asset.source for asset in chunk}
@@ -538,7 +538,8 @@ class Engine:
         best = max(candidates, key=lambda i: (source.size_rank(asset.media_type, i.size), i.licensed_at))
         best_rank = source.size_rank(asset.media_type, best.size)
         need_file = [d for d in self.destinations
-                     if stored[d.name] is None or source.size_rank(asset.media_type, stored[d.name].size) < best_rank]
+                     if stored[d.name] is None or (d.replaces_files and
+                                                   source.size_rank(asset.media_type, stored[d.name].size) < best_rank)]
         sidecar_only = [d for d in self.destinations if d not in need_file]
         key = None
         if sidecar_only:
@@ -679,6 +680,11 @@ class Engine:
         try:
             answer = source.relicense(_as_record(original))
         except OutcomeUnknown as unknown:
+            if not source.can_reconcile:
+                self.store.resolve_intent(intent.id, INTENT_ABANDONED, str(unknown))
+                raise ItemFailed(f"{unknown}; {source.kind} keeps no purchase history to check it against, so it "
+                                 f"is not bought again automatically: check the account, then `syncd retry "
+                                 f"{original.license_id}`", final=True) from None
             self.store.resolve_intent(intent.id, INTENT_UNKNOWN, str(unknown))
             raise ItemDeferred(f"{unknown}; the license history is checked before licensing it again") from None
         except (ItemFailed, ItemSkipped, Fatal) as refused:
@@ -717,8 +723,8 @@ class Engine:
         with self._lock:
             used = self._relicensed.get(source.name, 0)
             if used >= policy.budget:
-                raise ItemSkipped(f"re-licensing budget of this pass reached ({policy.budget}, "
-                                  "max_relicenses_per_run); a later pass picks it up")
+                raise ItemSkipped(f"the purchase budget of this pass is reached ({policy.budget}); "
+                                  "a later pass picks it up")
             if source.name not in self._allotment:
                 self._allotment[source.name] = source.allotment()
             left = self._allotment[source.name]

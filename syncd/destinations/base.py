@@ -45,6 +45,9 @@ class Destination(abc.ABC):
 
     kind: ClassVar[str]
     verifies_checksum: ClassVar[bool] = False  # the server rejects bytes not matching sha256
+    replaces_files: ClassVar[bool] = True  # a larger license of stored media replaces the file
+    sidecar_needs_asset: ClassVar[bool] = False  # a sidecar can only be stored after its asset
+    checks_file_content: ClassVar[bool] = False  # the server inspects the bytes (a CMS refusing junk)
 
     def __init__(self, name: str) -> None:
         self.name = name
