@@ -45,6 +45,8 @@ class Globals:
     """Options given before the command."""
 
     config: Optional[str] = None
+    log_format: Optional[str] = None
+    verbose: bool = False
 
 
 @app.callback()
@@ -54,6 +56,8 @@ def _global_options(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="HTTP-level detail in the logs.")] = False,
 ) -> None:
     Globals.config = config
+    Globals.log_format = log_format.value if log_format else None
+    Globals.verbose = verbose
     os.umask(0o077)  # state, temp files and sidecars (license data) are not world-readable
     setup_logging(log_format.value if log_format else None, verbose)
 
@@ -341,6 +345,7 @@ def demo(
     """A complete sync against the built-in sandbox into ./syncd-demo/, no account needed."""
     from syncd.demo import run_demo
 
+    setup_logging(Globals.log_format, Globals.verbose, quiet=True)  # the demo tells its own story
     try:
         code = run_demo(directory, typer.echo)
     except SyncdError as error:

@@ -1,7 +1,8 @@
 """``syncd demo``: a real sync against the built-in sandbox, for someone without an account.
 
 Two passes show the product's core: the first fetches the whole (generated) history, then a
-few new licenses appear upstream and the second pass fetches only those — the stop rule.
+few new licenses appear upstream and the second pass fetches only those — the stop rule. A
+Bigstock lightbox shows purchases within a budget: some in the first pass, the rest in the next.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from syncd.sandbox import Sandbox
 from syncd.state import StateStore
 
 DEMO_TOKEN_ENV = "SYNCD_DEMO_TOKEN"
+DEMO_SECRET_ENV = "SYNCD_DEMO_BIGSTOCK_SECRET"
 DEMO_LICENSES = 36
+DEMO_LIGHTBOX = "Campaign 2026"
+DEMO_LIGHTBOX_IMAGES = 6
+DEMO_PURCHASES = 4
 
 
 def run_demo(directory: Path, say: Callable[[str], None]) -> int:
@@ -28,14 +33,22 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> int:
     library = directory / "library"
     with Sandbox(seed=7, licenses=DEMO_LICENSES) as sandbox:
         os.environ[DEMO_TOKEN_ENV] = sandbox.token
+        os.environ[DEMO_SECRET_ENV] = sandbox.bigstock.secret
+        sandbox.bigstock.add_lightbox(DEMO_LIGHTBOX, range(5001, 5001 + DEMO_LIGHTBOX_IMAGES))
         config = parse_config({
             "state": {"url": f"sqlite:///{directory / 'state.db'}"},
             "sync": {"concurrency": 4},
-            "sources": [{"name": "shutterstock", "kind": "shutterstock", "base_url": sandbox.url,
-                         "token_env": DEMO_TOKEN_ENV, "media": ["image"], "download_hosts": []}],
+            "sources": [
+                {"name": "shutterstock", "kind": "shutterstock", "base_url": sandbox.url,
+                 "token_env": DEMO_TOKEN_ENV, "media": ["image"], "download_hosts": []},
+                {"name": "bigstock", "kind": "bigstock", "base_url": sandbox.url,
+                 "account_id": sandbox.bigstock.account_id, "secret_env": DEMO_SECRET_ENV,
+                 "lightboxes": [DEMO_LIGHTBOX], "max_purchases_per_run": DEMO_PURCHASES},
+            ],
             "destinations": [{"name": "library", "kind": "filesystem", "path": str(library)}],
         }, origin="demo")
-        say(f"syncd demo: a Shutterstock-compatible sandbox is serving {DEMO_LICENSES} image licenses at {sandbox.url}")
+        say(f"syncd demo: a sandbox at {sandbox.url} serves {DEMO_LICENSES} Shutterstock image licenses and a "
+            f"Bigstock lightbox of {DEMO_LIGHTBOX_IMAGES} images (budget: {DEMO_PURCHASES} purchases per pass)")
         store = StateStore(config.state.url)
         sources = build_sources(config, RateGate(config.sync.max_wait))
         destinations = build_destinations(config)
@@ -47,7 +60,8 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> int:
             say("3 new licenses appeared upstream …")
             second = _pass(config, store, sources, destinations)
             say(f"pass 2: {second.discovered} new licenses discovered, {second.synced} synced "
-                "(it stopped at the frontier the first pass left)")
+                "(Shutterstock discovery stopped at the frontier the first pass left; Bigstock bought the "
+                "lightbox images the first pass's budget left)")
         finally:
             for source in sources:
                 source.close()
@@ -60,8 +74,9 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> int:
         say(f"  look:     ls -R {library} | head; cat \"$(find {library} -name '*.json' | head -1)\"")
         say(f"  status:   SYNCD_CONFIG=<your config> syncd status   (the demo's skipped items are licenses")
         say("            that cannot be re-downloaded while re-licensing is off)")
-        say("  your own: copy config/filesystem.toml or config/s3.toml to ./syncd.toml, set")
-        say("            SHUTTERSTOCK_API_TOKEN, then: syncd check && syncd sync")
+        say("  your own: copy config/filesystem.toml, config/s3.toml, config/wordpress.toml or")
+        say("            config/bigstock.toml to ./syncd.toml, set the token it names, then:")
+        say("            syncd check && syncd sync --dry-run && syncd sync")
         return max(first.exit_code, second.exit_code)
 
 

@@ -10,10 +10,10 @@ import structlog
 from syncd.redact import redact_event
 
 
-def setup_logging(log_format: str | None, verbose: bool) -> None:
-    """Configure structlog (and the stdlib loggers of our libraries) once per process."""
+def setup_logging(log_format: str | None, verbose: bool, quiet: bool = False) -> None:
+    """Configure structlog (and the stdlib loggers of our libraries); ``quiet`` keeps warnings only."""
     fmt = log_format or ("console" if sys.stderr.isatty() else "json")
-    level = logging.DEBUG if verbose else logging.INFO
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )

@@ -29,9 +29,12 @@ def iso_utc(moment: datetime) -> str:
     return moment.replace(microsecond=0).isoformat() + "Z"
 
 
+PURCHASE_FIELDS = ("download_id", "size_code", "purchased_at")  # kept from a purchase; never a URL or key
+
+
 def license_entry(item: Item) -> dict[str, Any]:
-    """One entry of the sidecar's ``licenses`` list."""
-    return {
+    """One entry of the sidecar's ``licenses`` list (with what syncd bought it for, if it did)."""
+    entry: dict[str, Any] = {
         "id": item.license_id,
         "license": item.license,
         "subscription_id": item.subscription_id,
@@ -40,6 +43,13 @@ def license_entry(item: Item) -> dict[str, Any]:
         "size": item.size,
         "format": item.format,
     }
+    if item.relicensed_from:
+        entry["replaces"] = item.relicensed_from
+        kept = json.loads(item.record or "{}")
+        purchase = {name: kept[name] for name in PURCHASE_FIELDS if name in kept}
+        if purchase:
+            entry["purchase"] = purchase
+    return entry
 
 
 def build_sidecar(
