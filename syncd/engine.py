@@ -839,10 +839,10 @@ def _plain_type(content_type: str | None, ext: str | None) -> str | None:
 
 
 def _skip_reason(source: Source, item: Item) -> str | None:
+    if not source.can_redownload(item.media_type):
+        return source.unavailable_reason(item.media_type)
     if item.is_downloadable is False:
         return "the license is not re-downloadable (is_downloadable: false) and re-licensing is off"
-    if not source.can_redownload(item.media_type):
-        return f"{item.media_type} media have no redownload endpoint and re-licensing is off"
     return None
 
 

@@ -75,6 +75,10 @@ class Source(abc.ABC):
         """Whether licenses of this media type can be fetched again without paying."""
         return True
 
+    def unavailable_reason(self, media_type: str) -> str:
+        """Why media of this type cannot be fetched under the current configuration (for status)."""
+        return f"{media_type} media have no redownload endpoint and re-licensing is off"
+
     def can_relicense(self, media_type: str) -> bool:
         """Whether the configuration lets syncd license this media again when it cannot re-download."""
         return False

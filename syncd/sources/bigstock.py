@@ -293,6 +293,10 @@ class BigstockSource(Source):
     def can_redownload(self, media_type: str) -> bool:
         return False  # a lightbox image is downloadable only once it is bought
 
+    def unavailable_reason(self, media_type: str) -> str:
+        return (f"not bought yet: {self.key_prefix}.max_purchases_per_run is 0, so nothing is bought "
+                "(raise it to buy the images in the lightboxes)")
+
     def can_relicense(self, media_type: str) -> bool:
         return self.config.max_purchases_per_run > 0
 

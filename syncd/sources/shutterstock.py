@@ -182,6 +182,8 @@ class ShutterstockSource(Source):
     def details(self, media_type: str, media_ids: list[str]) -> dict[str, dict[str, Any]]:
         kind = MEDIA_KINDS[media_type]
         found: dict[str, dict[str, Any]] = {}
+        if kind.editorial:
+            return self._editorial_details(kind, media_ids)
         if kind.details_path is None:
             return found
         unique = list(dict.fromkeys(media_ids))
@@ -191,6 +193,18 @@ class ShutterstockSource(Source):
             for entry in body.get("data") or []:
                 if isinstance(entry, dict) and "id" in entry:
                     found[str(entry["id"])] = entry
+        return found
+
+    def _editorial_details(self, kind: MediaKind, media_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Editorial media have no bulk endpoint: one call each (they are few), country required."""
+        path = "/v2/editorial/images/{id}" if kind.media_type == "editorial_image" else "/v2/editorial/videos/{id}"
+        found: dict[str, dict[str, Any]] = {}
+        for media_id in dict.fromkeys(media_ids):
+            response = self.api.request("GET", path.format(id=media_id), params={"country": self.config.editorial_country})
+            self._raise_for_auth(response)
+            if response.status_code == 200 and isinstance(body := response.json(), dict):
+                entry = body.get("data", body) if isinstance(body.get("data"), dict) else body
+                found[media_id] = entry
         return found
 
     # --- files -----------------------------------------------------------------------------

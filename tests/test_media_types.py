@@ -1,0 +1,62 @@
+"""Every Shutterstock media type through one source: right bytes, extension, type and sidecar."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import httpx
+
+from syncd.sandbox import Sandbox
+from tests.helpers import library_files, run_syncd, sandbox_config
+
+ALL = ("image", "video", "audio", "sfx", "editorial_image", "editorial_video")
+FAMILY = {"image": "image/", "video": "video/", "audio": "audio/", "sfx": "audio/",
+          "editorial_image": "image/", "editorial_video": "video/"}
+EXTENSIONS = {"image": {"jpg", "eps"}, "video": {"mp4", "mov"}, "audio": {"mp3", "wav"}, "sfx": {"mp3", "wav"},
+              "editorial_image": {"jpg"}, "editorial_video": {"mov", "mp4"}}
+
+
+def _documents(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in library_files(root)[1]]
+
+
+def test_a_mixed_sync_lands_every_type_with_the_right_bytes_and_sidecar(tmp_path: Path) -> None:
+    with Sandbox(seed=61, licenses=5, media_types=ALL) as sandbox:
+        config = sandbox_config(tmp_path, sandbox.url, source={"media": ["image", "video", "audio", "sfx", "editorial"]})
+        result = run_syncd("sync", config=config)
+        assert result.code == 0, result.stderr[-2000:]
+        documents = _documents(tmp_path / "library")
+        seen = {d["media_type"] for d in documents}
+        assert seen == {"image", "video", "audio", "sfx"}  # editorial: no redownload, re-licensing off
+        for document in documents:
+            media_type = document["media_type"]
+            path = tmp_path / "library" / document["file"]["key"]
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == document["file"]["sha256"]
+            assert path.suffix.lstrip(".") in EXTENSIONS[media_type], path.name
+            assert document["file"]["content_type"].startswith(FAMILY[media_type])
+            assert media_type in document and isinstance(document[media_type], dict)
+            assert document["editorial"] is False
+        status = json.loads(run_syncd("status", "--json", config=config).stdout)
+        editorial = [p for p in status["problems"] if p["media_type"].startswith("editorial")]
+        assert editorial and all(p["state"] == "skipped" and "redownload" in p["reason"] for p in editorial)
+
+
+def test_editorial_is_relicensed_when_configured_and_keeps_its_byline(tmp_path: Path) -> None:
+    with Sandbox(seed=62, licenses=3, media_types=("editorial_image", "editorial_video")) as sandbox:
+        body = httpx.get(f"{sandbox.url}/v2/user/subscriptions",
+                         headers={"Authorization": "Bearer sandbox-token", "User-Agent": "test"}).json()
+        config = sandbox_config(tmp_path, sandbox.url, source={
+            "media": ["editorial"], "relicense": True, "max_relicenses_per_run": 20,
+            "subscription_id": body["data"][0]["id"]})
+        result = run_syncd("sync", config=config)
+        assert result.code == 0, result.stderr[-2000:]
+        documents = _documents(tmp_path / "library")
+        assert {d["media_type"] for d in documents} == {"editorial_image", "editorial_video"}
+        for document in documents:
+            assert document["editorial"] is True
+            assert document["description"]
+            assert any("replaces" in entry for entry in document["licenses"])
+        posts = [c for c in sandbox.calls if c.method == "POST" and c.path.startswith("/v2/editorial/")]
+        assert all(c.status == 200 for c in posts) and len(posts) == len(documents)
