@@ -61,7 +61,7 @@ PLAN_BATCH = 2000  # items planned per round: a backfill of millions never sits 
 WAIT_FOR_WORKERS = 1.0  # seconds between looks at what workers still hold
 DEFER = timedelta(minutes=5)  # a deferred item is looked at again by the daemon after this
 RECONCILE_PATIENCE = timedelta(hours=6)  # how long a licensing call's license may take to show in the history
-Opener = Callable[[], AbstractContextManager[httpx.Response]]
+Opener = Callable[[dict[str, str]], AbstractContextManager[httpx.Response]]  # headers → streaming response
 
 
 @dataclass(frozen=True)
@@ -702,7 +702,7 @@ class Engine:
             record={"relicensed_from": original.license_id, **source.purchase_record(answer)})
         bought = self.store.link_relicensed(intent.id, record, original.license_id)
         url = answer.url
-        return bought, ((lambda: source.open_url(url, record.license_id)) if url else None)
+        return bought, ((lambda headers: source.open_url(url, record.license_id, headers)) if url else None)
 
     def _bought_link(self, bought: Item, asset: AssetWork) -> Opener:
         """The download of a license syncd bought earlier for media without redownload.
@@ -713,7 +713,7 @@ class Engine:
         kept = json.loads(bought.record or "{}")
         record = _as_record(bought)
         if asset.source.open_purchased(record, kept) is not None:
-            return lambda: asset.source.open_purchased(record, kept)  # type: ignore[return-value]
+            return lambda headers: asset.source.open_purchased(record, kept, headers)  # type: ignore[return-value]
         raise ItemFailed(f"syncd licensed this media again as {bought.license_id}, but its download link expired "
                          "before the file was stored; download it from the account (syncd does not buy it twice)",
                          final=True)
@@ -775,50 +775,88 @@ class Engine:
 
     def _download(self, source: Source, record: LicenseRecord, details: dict[str, Any] | None, path: Path,
                   first: Opener | None = None) -> DownloadedFile:
-        """Fetch into ``path`` and verify; a truncated body or refused link is retried with a fresh URL.
+        """Fetch into ``path`` and verify; a broken transfer resumes, an expired link is replaced.
 
         ``first`` opens a URL already in hand (a licensing call's); later tries ask for a new one.
+        A transfer cut short continues with an HTTP ``Range`` request where the server offered
+        ranges (``Accept-Ranges: bytes``), so a multi-GB video is not fetched twice.
         """
+        partial = _Partial()
         last: ItemFailed | None = None
         for attempt in range(DOWNLOAD_TRIES):
             if attempt:
                 time.sleep(min(0.5 * 2 ** attempt, 5.0))
-            opener = first if (attempt == 0 and first is not None) else (lambda: source.open_download(record))
+            opener: Opener = first if (attempt == 0 and first is not None) else (
+                lambda headers: source.open_download(record, headers))
             try:
-                return self._download_once(opener, source, record, details, path)
+                return self._download_once(opener, source, record, details, path, partial)
             except (IntegrityError, DownloadRefused, TransientError) as error:
                 last = error
-                log.warning("download_retry", license_id=record.license_id, error=str(error), attempt=attempt + 1)
+                log.warning("download_retry", license_id=record.license_id, error=str(error), attempt=attempt + 1,
+                            resume_from=partial.received if partial.resumable else 0)
         assert last is not None
         raise last
 
     def _download_once(self, opener: Opener, source: Source, record: LicenseRecord, details: dict[str, Any] | None,
-                       path: Path) -> DownloadedFile:
-        digest = hashlib.sha256()
-        received = 0
-        head = b""
-        with opener() as response:
-            declared = _content_length(response)
-            expected = declared if declared is not None else source.expected_bytes(record, details)
-            content_type = response.headers.get("content-type")
+                       path: Path, partial: "_Partial") -> DownloadedFile:
+        resume = partial.resumable and 0 < partial.received
+        headers = {"Range": f"bytes={partial.received}-"} if resume else {}
+        with opener(headers) as response:
+            if not (resume and response.status_code == 206 and _range_start(response) == partial.received):
+                partial.restart(response, source.expected_bytes(record, details))
             try:
-                with open(path, "wb") as out:
+                with open(path, "ab" if partial.received else "wb") as out:
                     for chunk in response.iter_raw(CHUNK):
-                        if len(head) < 64:
-                            head += chunk[:64]
-                        digest.update(chunk)
+                        partial.add(chunk)
                         out.write(chunk)
-                        received += len(chunk)
-                        if expected is not None and received > expected:
-                            raise IntegrityError(f"download is longer than the announced {expected} bytes")
+                        if partial.total is not None and partial.received > partial.total:
+                            partial.resumable = False
+                            raise IntegrityError(f"download is longer than the announced {partial.total} bytes")
             except httpx.HTTPError as error:
-                raise IntegrityError(f"download broke off after {received} bytes: {error!r}") from None
-        if expected is not None and received != expected:
-            raise IntegrityError(f"download truncated: {received} of {expected} bytes")
-        if received == 0:
+                raise IntegrityError(f"download broke off after {partial.received} bytes: {error!r}") from None
+        if partial.total is not None and partial.received != partial.total:
+            raise IntegrityError(f"download truncated: {partial.received} of {partial.total} bytes")
+        if partial.received == 0:
             raise IntegrityError("download is empty")
-        ext = sniff(head) or extension_for(content_type)
-        return DownloadedFile(bytes=received, sha256=digest.hexdigest(), content_type=_plain_type(content_type, ext), ext=ext)
+        ext = sniff(partial.head) or extension_for(partial.content_type)
+        return DownloadedFile(bytes=partial.received, sha256=partial.digest.hexdigest(),
+                              content_type=_plain_type(partial.content_type, ext), ext=ext)
+
+
+@dataclass
+class _Partial:
+    """A download in progress: what arrived so far, its running hash, and whether it can resume."""
+
+    received: int = 0
+    total: int | None = None
+    head: bytes = b""
+    content_type: str | None = None
+    resumable: bool = False
+    digest: Any = field(default_factory=hashlib.sha256)
+
+    def restart(self, response: httpx.Response, announced: int | None) -> None:
+        """A full answer (200): start over from byte 0."""
+        declared = _content_length(response)
+        self.received, self.head, self.digest = 0, b"", hashlib.sha256()
+        self.total = declared if declared is not None else announced
+        self.content_type = response.headers.get("content-type")
+        # Only a length-checked file can resume safely: without one, a short body looks complete.
+        self.resumable = response.headers.get("accept-ranges", "").lower() == "bytes" and self.total is not None
+
+    def add(self, chunk: bytes) -> None:
+        if len(self.head) < 64:
+            self.head += chunk[: 64 - len(self.head)]
+        self.digest.update(chunk)
+        self.received += len(chunk)
+
+
+def _range_start(response: httpx.Response) -> int | None:
+    """The first byte of a 206 answer (``Content-Range: bytes START-END/TOTAL``)."""
+    value = response.headers.get("content-range", "")
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
 
 
 def _content_length(response: httpx.Response) -> int | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from syncd.sandbox import Sandbox
+from syncd.sandbox import FaultRule, Sandbox
 from tests.helpers import library_files, run_syncd, sandbox_config
 
 ALL = ("image", "video", "audio", "sfx", "editorial_image", "editorial_video")
@@ -60,3 +60,30 @@ def test_editorial_is_relicensed_when_configured_and_keeps_its_byline(tmp_path: 
             assert any("replaces" in entry for entry in document["licenses"])
         posts = [c for c in sandbox.calls if c.method == "POST" and c.path.startswith("/v2/editorial/")]
         assert all(c.status == 200 for c in posts) and len(posts) == len(documents)
+
+
+def test_an_interrupted_large_download_resumes_with_a_range_request(tmp_path: Path) -> None:
+    size = 24 * 1024 * 1024
+    with Sandbox(seed=63, licenses=0, media_types=("video",)) as sandbox:
+        sandbox.add_licenses(1, media_type="video", is_downloadable=True, file_bytes=size, size="hd")
+        sandbox.faults.add(FaultRule(path=r"^/download/", kind="truncate", fraction=0.6, times=1))
+        config = sandbox_config(tmp_path, sandbox.url, source={"media": ["video"]})
+        result = run_syncd("sync", config=config)
+        assert result.code == 0, result.stderr[-2000:]
+        downloads = [c for c in sandbox.calls if c.path.startswith("/download/")]
+        assert len(downloads) == 2
+        assert downloads[0].range is None
+        resumed_from = int(downloads[1].range.removeprefix("bytes=").rstrip("-"))
+        assert resumed_from >= size * 0.5  # the second request asked only for the rest
+        served = resumed_from + (size - resumed_from)  # what the two answers carried in all
+        assert served < 1.5 * size
+        document = _documents(tmp_path / "library")[0]
+        path = tmp_path / "library" / document["file"]["key"]
+        assert path.stat().st_size == size == document["file"]["bytes"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == document["file"]["sha256"]
+        license = sandbox.licenses("video")[0]
+        headers = {"Authorization": "Bearer sandbox-token", "User-Agent": "test"}
+        url = httpx.post(f"{sandbox.url}/v2/videos/licenses/{license['id']}/downloads", headers=headers,
+                         json={"size": "hd"}).json()["url"]
+        original = hashlib.sha256(httpx.get(url, headers={"User-Agent": "test"}).content).hexdigest()
+        assert original == document["file"]["sha256"]  # the resumed file is the file, byte for byte

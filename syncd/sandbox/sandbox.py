@@ -34,6 +34,7 @@ class Call:
     status: int
     authorization: str | None
     at: float
+    range: str | None = None  # the Range header, if the client asked for part of a file
 
 
 class Sandbox:
@@ -194,6 +195,7 @@ class Sandbox:
             status=outcome.status,
             authorization=request.headers.get("Authorization"),
             at=received,
+            range=request.headers.get("Range"),
         )
         with self._lock:
             self._calls.append(call)

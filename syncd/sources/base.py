@@ -64,8 +64,11 @@ class Source(abc.ABC):
         """Metadata of many media at once, by media id (missing ids are simply absent)."""
 
     @abc.abstractmethod
-    def open_download(self, license: LicenseRecord) -> AbstractContextManager[httpx.Response]:
+    def open_download(self, license: LicenseRecord,
+                      headers: dict[str, str] | None = None) -> AbstractContextManager[httpx.Response]:
         """A fresh, streaming download of the licensed file (links expire: ask just before use).
+
+        ``headers`` go to the download request (a ``Range`` to resume); 200 and 206 are answers.
 
         Raises ``ItemSkipped`` when the license cannot be re-downloaded, ``DownloadRefused``
         when the URL was refused, ``TransientError`` on network trouble.
@@ -99,7 +102,8 @@ class Source(abc.ABC):
         """The account's licenses of one media item, newest first (to reconcile a licensing call)."""
         return []
 
-    def open_url(self, url: str, label: str) -> AbstractContextManager[httpx.Response]:
+    def open_url(self, url: str, label: str,
+                 headers: dict[str, str] | None = None) -> AbstractContextManager[httpx.Response]:
         """Stream a download URL handed out by the API (e.g. by a licensing call)."""
         raise NotImplementedError
 
@@ -108,11 +112,12 @@ class Source(abc.ABC):
         expires = datetime.now(UTC) + timedelta(hours=7, minutes=45)  # links last 8 hours
         return {"download_url": answer.url, "download_url_expires": expires.isoformat()}
 
-    def open_purchased(self, license: LicenseRecord, kept: dict[str, Any]) -> AbstractContextManager[httpx.Response] | None:
+    def open_purchased(self, license: LicenseRecord, kept: dict[str, Any],
+                       headers: dict[str, str] | None = None) -> AbstractContextManager[httpx.Response] | None:
         """Download a purchase from what ``purchase_record`` kept; None when that no longer works."""
         url, expires = kept.get("download_url"), kept.get("download_url_expires")
         if url and expires and datetime.fromisoformat(expires) > datetime.now(UTC):
-            return self.open_url(url, license.license_id)
+            return self.open_url(url, license.license_id, headers)
         return None
 
     def size_rank(self, media_type: str, size: str | None) -> int:

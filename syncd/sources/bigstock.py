@@ -344,20 +344,24 @@ class BigstockSource(Source):
         """The download id (reusable), size code, time and price: never the secret, an auth_key or a URL."""
         return dict(answer.details or {})
 
-    def open_purchased(self, license: LicenseRecord, kept: dict[str, Any]) -> AbstractContextManager[httpx.Response] | None:
+    def open_purchased(self, license: LicenseRecord, kept: dict[str, Any],
+                       headers: dict[str, str] | None = None) -> AbstractContextManager[httpx.Response] | None:
+        # ``headers`` (a Range to resume) are not sent: Bigstock's images are small; a retry starts over.
         download_id = str(kept.get("download_id") or "") or _download_id_of(license.license_id)
         if not download_id or not download_id.isdigit():
             return None
         return self._open_download(download_id, license.license_id)
 
-    def open_download(self, license: LicenseRecord) -> AbstractContextManager[httpx.Response]:
+    def open_download(self, license: LicenseRecord,
+                      headers: dict[str, str] | None = None) -> AbstractContextManager[httpx.Response]:
         download_id = _download_id_of(license.license_id)
         if download_id is None:
             raise ItemSkipped(f"image {license.media_id} is not bought yet and purchases are off "
                               f"({self.key_prefix}.max_purchases_per_run = 0)")
         return self._open_download(download_id, license.license_id)
 
-    def open_url(self, url: str, label: str) -> AbstractContextManager[httpx.Response]:
+    def open_url(self, url: str, label: str,
+                 headers: dict[str, str] | None = None) -> AbstractContextManager[httpx.Response]:
         """A download handed out by ``relicense``: the URL names the download id; it is signed just now."""
         parts = urlsplit(url)
         download_id = (parse_qs(parts.query).get("download_id") or [""])[0]

@@ -252,15 +252,16 @@ class ShutterstockSource(Source):
             raise TransientError(f"redownload of {license.license_id}: the response has no url")
         return url
 
-    def open_download(self, license: LicenseRecord) -> AbstractContextManager[httpx.Response]:
-        return self.open_url(self._download_url(license), license.license_id)
+    def open_download(self, license: LicenseRecord,
+                      headers: dict[str, str] | None = None) -> AbstractContextManager[httpx.Response]:
+        return self.open_url(self._download_url(license), license.license_id, headers)
 
     @contextmanager
-    def open_url(self, url: str, label: str) -> Iterator[httpx.Response]:
+    def open_url(self, url: str, label: str, headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
         """Stream ``url`` without the API token, following redirects only to allowed hosts."""
         for _ in range(MAX_REDIRECTS + 1):
             self._check_download_url(url)
-            request = self._downloads.build_request("GET", url)
+            request = self._downloads.build_request("GET", url, headers=headers)
             try:
                 response = self._downloads.send(request, stream=True)
             except httpx.TransportError as error:
@@ -273,7 +274,7 @@ class ShutterstockSource(Source):
                     raise DownloadRefused(f"download URL refused (HTTP {response.status_code}); it may have expired")
                 if response.status_code >= 500:
                     raise TransientError(f"download of {label}: HTTP {response.status_code}")
-                if response.status_code != 200:
+                if response.status_code not in (200, 206):
                     raise ItemFailed(f"download of {label}: unexpected HTTP {response.status_code}")
                 yield response
                 return
