@@ -21,7 +21,7 @@ def run_checks(config: Config, say: Callable[[str], None]) -> bool:
     for source in build_sources(config, gate):
         try:
             say(f"ok    source {source.name}: {source.check()}")
-        except (AuthError, UpstreamUnreachable):
+        except (AuthError, UpstreamUnreachable, ConfigError):
             raise
         except SyncdError as error:
             raise UpstreamUnreachable(f"source {source.name}: {error}") from None
