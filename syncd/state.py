@@ -448,13 +448,17 @@ class StateStore:
 
     def share_pause(self, key: str, until: float) -> None:
         """Tell every process to wait until ``until`` (keeps the later of two pauses)."""
-        with self.write() as session:
-            row = session.get(SharedRateLimit, key, with_for_update=self.shared)
-            if row is None:
-                session.add(SharedRateLimit(key=key, paused_until=until, updated_at=utcnow()))
-            elif until > row.paused_until:
-                row.paused_until, row.updated_at = until, utcnow()
-                session.add(row)
+        for _ in range(3):  # two processes may create the row at once: the loser updates it
+            try:
+                with self.write() as session:
+                    moved = session.execute(update(SharedRateLimit).where(
+                        SharedRateLimit.key == key, SharedRateLimit.paused_until < until,
+                    ).values(paused_until=until, updated_at=utcnow())).rowcount
+                    if not moved and session.get(SharedRateLimit, key) is None:
+                        session.add(SharedRateLimit(key=key, paused_until=until, updated_at=utcnow()))
+                return
+            except IntegrityError:
+                continue
 
     # --- licensing intents ----------------------------------------------------------------------
 

@@ -218,6 +218,9 @@ def _is_sidecar_name(filename: str) -> bool:
     return is_json and TEMP_MARKER not in filename
 
 
+PENDING_MARKER = ".syncd-new"  # a temp file in its first microseconds, before its lock
+
+
 def _temp_prefix(basename: str) -> str:
     """``.<basename>.syncd-tmp-``, shortened so the full temp name stays within NAME_MAX."""
     room = MAX_NAME_BYTES - len(f".{TEMP_MARKER}") - 16  # 16 = the random token
@@ -228,16 +231,22 @@ def _temp_prefix(basename: str) -> str:
 def _create_temp(target: Path) -> tuple[int, Path]:
     """Create and lock a fresh temp sibling of ``target``; returns (descriptor, path)."""
     while True:
-        temp = target.with_name(_temp_prefix(target.name) + secrets.token_hex(8))
+        token = secrets.token_hex(8)
+        # Created under a name no sweep looks at, locked, and only then given the temp name:
+        # a sweeping process (another syncd on the same library) can never catch a temp file
+        # between its creation and its writer's lock.
+        pending = target.with_name(f".{token}{PENDING_MARKER}")
         try:
             # 0o666 and not mkstemp's 0o600: library files get the operator's umask,
             # like any other file they create.
-            descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            descriptor = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         except FileExistsError:
             continue
         # The lock marks the temp file as live; a sweep only removes unlocked ones, and
         # the kernel drops the lock when its writer dies.
         fcntl.flock(descriptor, fcntl.LOCK_EX)
+        temp = target.with_name(_temp_prefix(target.name) + token)
+        os.rename(pending, temp)
         return descriptor, temp
 
 
