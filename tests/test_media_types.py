@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import httpx
+import jsonschema
 
 from syncd.sandbox import FaultRule, Sandbox
 from tests.helpers import library_files, run_syncd, sandbox_config
@@ -18,8 +19,15 @@ EXTENSIONS = {"image": {"jpg", "eps"}, "video": {"mp4", "mov"}, "audio": {"mp3",
               "editorial_image": {"jpg"}, "editorial_video": {"mov", "mp4"}}
 
 
+SCHEMA = json.loads((Path(__file__).parent.parent / "syncd" / "sidecar.schema.json").read_text())
+
+
 def _documents(root: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in library_files(root)[1]]
+    """Every sidecar under ``root``, each validated against the published JSON Schema."""
+    documents = [json.loads(p.read_text()) for p in library_files(root)[1]]
+    for document in documents:
+        jsonschema.validate(document, SCHEMA)
+    return documents
 
 
 def test_a_mixed_sync_lands_every_type_with_the_right_bytes_and_sidecar(tmp_path: Path) -> None:
