@@ -22,11 +22,12 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_D
 SANDBOX_SCRIPT = """
 import sys
 from syncd.sandbox import Sandbox
-licenses, file_bytes = int(sys.argv[1]), int(sys.argv[2])
-with Sandbox(seed=1, licenses=0, port=0) as sandbox:
+licenses, file_bytes, bandwidth = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) or None
+with Sandbox(seed=1, licenses=0, port=0, bandwidth=bandwidth) as sandbox:
     sandbox.add_licenses(licenses, media_type="image", is_downloadable=True, file_bytes=file_bytes)
     print(sandbox.url, flush=True)
     sys.stdin.read()   # serve until the benchmark closes our stdin
+    print(sum(1 for c in sandbox.calls if c.path.startswith("/v2/")), flush=True)  # API calls served
 """
 
 
@@ -39,8 +40,9 @@ def free_port() -> int:
 class Servers:
     """A sandbox process and a moto S3 server process on loopback."""
 
-    def __init__(self, licenses: int, file_bytes: int) -> None:
-        self.sandbox = subprocess.Popen([sys.executable, "-c", SANDBOX_SCRIPT, str(licenses), str(file_bytes)],
+    def __init__(self, licenses: int, file_bytes: int, bandwidth: int | None = None) -> None:
+        self.sandbox = subprocess.Popen([sys.executable, "-c", SANDBOX_SCRIPT, str(licenses), str(file_bytes),
+                                         str(bandwidth or 0)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.sandbox.stdout is not None
         self.sandbox_url = self.sandbox.stdout.readline().strip()
@@ -66,12 +68,15 @@ class Servers:
         self.client().create_bucket(Bucket=bucket)
         return bucket
 
-    def close(self) -> None:
+    def close(self) -> int | None:
+        """Stop both servers; returns how many API calls the sandbox served."""
+        assert self.sandbox.stdin is not None and self.sandbox.stdout is not None
+        self.sandbox.stdin.close()
+        served = self.sandbox.stdout.readline().strip()
         for process in (self.sandbox, self.s3):
-            if process.stdin:
-                process.stdin.close()
             process.terminate()
             process.wait(timeout=10)
+        return int(served) if served.isdigit() else None
 
 
 def write_config(directory: Path, sandbox_url: str, destinations: list[dict[str, Any]], concurrency: int) -> Path:

@@ -56,6 +56,7 @@ class Sandbox:
         url_ttl: float = 8 * 3600,
         arrival_interval: float | None = None,
         rate_limit: tuple[int, float] | None = None,
+        bandwidth: int | None = None,
         bigstock_account: str = "123456",
         bigstock_secret: str = "sandbox-secret",
     ) -> None:
@@ -74,6 +75,7 @@ class Sandbox:
             self.catalogue.schedule_arrivals(kinds[0], arrival_interval, now)
         self.faults = FaultSet()
         self.limiter = RateLimiter(*(rate_limit or UNLIMITED))
+        self.bandwidth = bandwidth
         self.bigstock = BigstockApi(seed=seed, account_id=bigstock_account, secret=bigstock_secret)
         self.api = SandboxApi(self.catalogue, UrlSigner(seed), self.limiter, token, url_ttl, self._download_base,
                               bigstock=self.bigstock)
@@ -89,7 +91,7 @@ class Sandbox:
         """Serve in a background thread (``port=0`` picks a free port)."""
         if self._server is not None:
             raise RuntimeError("sandbox already started")
-        self._server = SandboxHTTPServer((HOST, self.port), self)
+        self._server = SandboxHTTPServer((HOST, self.port), self, bandwidth=self.bandwidth)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,8 +51,9 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], processor: Processor) -> None:
+    def __init__(self, address: tuple[str, int], processor: Processor, bandwidth: int | None = None) -> None:
         self.processor = processor
+        self.bandwidth = bandwidth  # bytes per second per file download (None: as fast as it goes)
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, SandboxRequestHandler)
@@ -174,10 +176,17 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _write_body(self, response: Response, budget: int) -> None:
-        """Write at most ``budget`` bytes of the body, piece by piece."""
+        """Write at most ``budget`` bytes of the body, piece by piece (throttled for file streams)."""
+        bandwidth = getattr(self.server, "bandwidth", None) if response.stream is not None else None
+        started, sent = time.monotonic(), 0
         for piece in response.chunks():
             if budget <= 0:
                 break
             piece = piece[:budget]
             self.wfile.write(piece)
             budget -= len(piece)
+            sent += len(piece)
+            if bandwidth:
+                ahead = sent / bandwidth - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)  # a real link's per-connection bandwidth
