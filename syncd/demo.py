@@ -8,6 +8,7 @@ Bigstock lightbox shows purchases within a budget: some in the first pass, the r
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,23 @@ from syncd.runtime import build_destinations, build_engine, build_sources
 from syncd.sandbox import Sandbox
 from syncd.state import StateStore
 
+DEMO_CONFIG = """# Written by `syncd demo` so that `syncd --config THIS status` can read the demo's state.
+# The sandbox it synced from is gone; `syncd demo` again starts afresh.
+[state]
+url = "sqlite:///{state}"
+
+[[sources]]
+name = "shutterstock"
+kind = "shutterstock"
+base_url = "http://127.0.0.1:8765"
+token_env = "SYNCD_DEMO_TOKEN"
+download_hosts = []
+
+[[destinations]]
+name = "library"
+kind = "filesystem"
+path = "{library}"
+"""
 DEMO_TOKEN_ENV = "SYNCD_DEMO_TOKEN"
 DEMO_SECRET_ENV = "SYNCD_DEMO_BIGSTOCK_SECRET"
 DEMO_LICENSES = 36
@@ -31,6 +49,13 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> int:
     """Run the demo into ``directory``; returns the exit code."""
     directory = directory.resolve()
     library = directory / "library"
+    marker = directory / ".syncd-demo"
+    if marker.exists():  # a demo run before: start afresh (only what the demo itself made)
+        shutil.rmtree(library, ignore_errors=True)
+        for suffix in ("", "-wal", "-shm"):
+            (directory / f"state.db{suffix}").unlink(missing_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by `syncd demo`; the next demo run replaces this directory's library and state\n")
     with Sandbox(seed=7, licenses=DEMO_LICENSES) as sandbox:
         os.environ[DEMO_TOKEN_ENV] = sandbox.token
         os.environ[DEMO_SECRET_ENV] = sandbox.bigstock.secret
@@ -68,12 +93,14 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> int:
         files = [p for p in library.rglob("*") if p.is_file() and not p.name.endswith(".json")]
         say("")
         say(f"{len(files)} files with their .json sidecars are in {library}")
+        config_file = directory / "syncd.toml"
+        config_file.write_text(DEMO_CONFIG.format(state=directory / "state.db", library=library))
         say(f"state is in {directory / 'state.db'}")
         say("")
         say("what next:")
         say(f"  look:     ls -R {library} | head; cat \"$(find {library} -name '*.json' | head -1)\"")
-        say(f"  status:   SYNCD_CONFIG=<your config> syncd status   (the demo's skipped items are licenses")
-        say("            that cannot be re-downloaded while re-licensing is off)")
+        say(f"  status:   syncd --config {config_file} status   (skipped: licenses that cannot be")
+        say("            re-downloaded while re-licensing is off, and images beyond the purchase budget)")
         say("  your own: copy config/filesystem.toml, config/s3.toml, config/wordpress.toml or")
         say("            config/bigstock.toml to ./syncd.toml, set the token it names, then:")
         say("            syncd check && syncd sync --dry-run && syncd sync")
