@@ -95,3 +95,30 @@ def test_an_interrupted_large_download_resumes_with_a_range_request(tmp_path: Pa
                          json={"size": "hd"}).json()["url"]
         original = hashlib.sha256(httpx.get(url, headers={"User-Agent": "test"}).content).hexdigest()
         assert original == document["file"]["sha256"]  # the resumed file is the file, byte for byte
+
+
+def test_a_large_video_survives_a_cut_and_lands_whole_in_s3(tmp_path: Path, s3_bucket) -> None:  # type: ignore[no-untyped-def]
+    from tests.fixtures.s3 import s3_client
+
+    endpoint, bucket = s3_bucket
+    client = s3_client(endpoint)
+    size = 80 * 1024 * 1024
+    with Sandbox(seed=64, licenses=0, media_types=("video",)) as sandbox:
+        sandbox.add_licenses(1, media_type="video", is_downloadable=True, file_bytes=size, size="4k")
+        sandbox.faults.add(FaultRule(path=r"^/download/", kind="truncate", fraction=0.5, times=1))
+        config = sandbox_config(tmp_path, sandbox.url, source={"media": ["video"]}, destinations=[
+            {"name": "archive", "kind": "s3", "bucket": bucket, "endpoint_url": endpoint}])
+        result = run_syncd("sync", config=config)
+        assert result.code == 0, result.stderr[-3000:]
+        downloads = [c for c in sandbox.calls if c.path.startswith("/download/")]
+        assert [c.range is not None for c in downloads] == [False, True]  # resumed, not restarted
+    current = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    video = next(c["Key"] for c in current if not c["Key"].endswith(".json"))
+    head = client.head_object(Bucket=bucket, Key=video)
+    document = json.loads(client.get_object(Bucket=bucket, Key=video + ".json")["Body"].read())
+    assert head["ContentLength"] == size == document["file"]["bytes"]
+    assert head["Metadata"]["syncd-sha256"] == document["file"]["sha256"]
+    assert head["ContentType"].startswith("video/")
+    body = client.get_object(Bucket=bucket, Key=video)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == document["file"]["sha256"]

@@ -222,7 +222,8 @@ class ShutterstockSource(Source):
     def _asset(self, license: LicenseRecord, details: dict[str, Any] | None) -> dict[str, Any]:
         assets = (details or {}).get("assets") or {}
         for name, asset in assets.items():
-            if isinstance(asset, dict) and license.size and name.startswith(f"{license.size}_"):
+            # Images name assets "huge_jpg"; videos name them by size alone ("hd", "4k").
+            if isinstance(asset, dict) and license.size and (name == license.size or name.startswith(f"{license.size}_")):
                 return asset
         return {}
 
