@@ -20,8 +20,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,7 +44,14 @@ from syncd.errors import (
     UpstreamUnreachable,
 )
 from syncd.media import content_type_for, extension_for, normalise_ext, sniff
-from syncd.models import INTENT_ABANDONED, INTENT_FAILED, INTENT_UNKNOWN, SKIPPED, SYNCED, Item
+from syncd.models import (
+    INTENT_ABANDONED,
+    INTENT_FAILED,
+    INTENT_UNKNOWN,
+    SKIPPED,
+    SYNCED,
+    Item,
+)
 from syncd.naming import KeyTemplate, slugify
 from syncd.records import DownloadedFile, LicenseRecord
 from syncd.sources.base import Source

@@ -6,7 +6,6 @@ Times are stored as naive UTC datetimes on every backend (SQLite has no time zon
 from __future__ import annotations
 
 from pydantic import NaiveDatetime
-
 from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 

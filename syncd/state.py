@@ -21,31 +21,37 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, func, inspect, or_, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlmodel import Session, col, delete, select
 
 from syncd.errors import ConfigError, LockHeld
-from syncd.records import LicenseRecord
-from syncd.redact import redact
 from syncd.models import (
     DISCOVERED,
-    INTENT_DONE,
-    INTENT_OPEN,
     FAILED,
     IN_PROGRESS,
+    INTENT_DONE,
+    INTENT_OPEN,
     SKIPPED,
     SYNCED,
     BackfillCursor,
     DestinationInventory,
-    LicensingIntent,
-    SharedRateLimit,
-    Worker,
     Frontier,
     Item,
+    LicensingIntent,
     Lock,
     Run,
+    SharedRateLimit,
     StoredAsset,
+    Worker,
 )
+from syncd.records import LicenseRecord
+from syncd.redact import redact
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA_REVISION = "0001"  # the newest migration; tests/test_state.py holds it to Alembic's head

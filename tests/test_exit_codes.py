@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from syncd.sandbox import FaultRule, Sandbox
 from syncd.state import StateStore
-from tests.helpers import run_syncd, sandbox_config, write_config
+from tests.helpers import run_syncd, sandbox_config
 
 
 def test_0_when_everything_synced_and_when_nothing_is_new(sandbox: Sandbox, tmp_path: Path) -> None:

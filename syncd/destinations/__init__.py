@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import importlib
 
-from syncd.destinations.base import SIDECAR_SUFFIX, Destination, ObjectInfo, StoredObject
+from syncd.destinations.base import (
+    SIDECAR_SUFFIX,
+    Destination,
+    ObjectInfo,
+    StoredObject,
+)
 
 # An explicit list, not a scan: adding a destination is one module and one line here.
 DESTINATION_KINDS: dict[str, str] = {

@@ -16,7 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
-from syncd.destinations.base import SIDECAR_SUFFIX, Destination, ObjectInfo, StoredObject
+from syncd.destinations.base import (
+    SIDECAR_SUFFIX,
+    Destination,
+    ObjectInfo,
+    StoredObject,
+)
 from syncd.errors import ConfigError, DestinationError
 
 CHUNK_SIZE = 1024 * 1024

@@ -17,7 +17,12 @@ from boto3.s3.transfer import TransferConfig
 from botocore import exceptions as boto_errors
 from botocore.config import Config
 
-from syncd.destinations.base import SIDECAR_SUFFIX, Destination, ObjectInfo, StoredObject
+from syncd.destinations.base import (
+    SIDECAR_SUFFIX,
+    Destination,
+    ObjectInfo,
+    StoredObject,
+)
 from syncd.errors import ConfigError, DestinationError
 
 log = logging.getLogger(__name__)
