@@ -103,7 +103,7 @@ def _one_pass(options: PassOptions) -> None:
     from syncd.engine import Reporters
     from syncd.metrics import Metrics
     from syncd.progress import make_reporter
-    from syncd.runtime import build_destinations, build_engine, build_sources
+    from syncd.runtime import build_destinations, build_engine, build_sources, close_all
 
     try:
         config = _load()
@@ -121,11 +121,8 @@ def _one_pass(options: PassOptions) -> None:
             if options.dry_run:
                 result = engine.run_pass(options)
             else:
-                with store.lock(options.command), _graceful(engine, config.sync.grace):
-                    run_id = store.start_run(options.command)
-                    result = engine.run_pass(options)
-                    store.finish_run(run_id, _outcome(result), result.exit_code, result.counts(),
-                                     str(result.stop) if result.stop else None)
+                with _graceful(engine, config.sync.grace):
+                    result = engine.run_recorded_pass(options)
         seconds = time.monotonic() - started
         if not options.dry_run:
             log.info("pass_summary", command=options.command, seconds=round(seconds, 3),
@@ -133,20 +130,11 @@ def _one_pass(options: PassOptions) -> None:
         if metrics is not None:
             metrics.record_pass(options.command, result, seconds, sources, gate, store.status_counts())
             metrics.write_textfile(config.metrics.textfile)
-        for source in sources:
-            source.close()
-        for destination in destinations:
-            destination.close()
+        close_all(sources, destinations)
     except SyncdError as error:
         _fail(error)
     _print_result(result, options)
     raise typer.Exit(result.exit_code)
-
-
-def _outcome(result: PassResult) -> str:
-    if result.stop is not None:
-        return type(result.stop).__name__
-    return "partial" if result.failed else "ok"
 
 
 class _graceful:

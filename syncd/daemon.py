@@ -26,7 +26,7 @@ from syncd.errors import ConfigError, LockHeld, SyncdError
 from syncd.http import RateGate, SharedRateGate
 from syncd.metrics import Health, Metrics, serve_metrics
 from syncd.notify import notify
-from syncd.runtime import build_destinations, build_engine, build_sources
+from syncd.runtime import build_destinations, build_engine, build_sources, close_all
 from syncd.state import StateStore
 
 log = structlog.get_logger("syncd.daemon")
@@ -86,12 +86,7 @@ class Daemon:
             self.engine = build_engine(self.config, self.store, sources, destinations, self.metrics.reporter())
             if self.stopping.is_set():
                 self.engine.request_stop()
-            with self.store.lock("run"):
-                run_id = self.store.start_run("run")
-                result = self.engine.run_pass(PassOptions(command="run", respect_backoff=True))
-                self.store.finish_run(run_id, "ok" if result.exit_code == 0 else "partial" if result.exit_code == 1
-                                      else type(result.stop).__name__, result.exit_code, result.counts(),
-                                      str(result.stop) if result.stop else None)
+            result = self.engine.run_recorded_pass(PassOptions(command="run", respect_backoff=True))
         except LockHeld as error:
             problem = None
             log.warning("pass_skipped", reason=str(error))
@@ -102,10 +97,7 @@ class Daemon:
             problem = f"internal error: {error!r}"
             log.exception("pass_crashed")
         finally:
-            for source in sources:
-                source.close()
-            for destination in destinations:
-                destination.close()
+            close_all(sources, destinations)
         seconds = time.monotonic() - started
         if result is not None:
             self.metrics.record_pass("run", result, seconds, sources, self.gate, self.store.status_counts())

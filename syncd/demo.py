@@ -12,12 +12,14 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from syncd.config import parse_config
-from syncd.engine import PassOptions
+from syncd.config import Config, parse_config
+from syncd.destinations import Destination
+from syncd.engine import PassOptions, PassResult
 from syncd.http import RateGate
 from syncd.progress import make_reporter
-from syncd.runtime import build_destinations, build_engine, build_sources
+from syncd.runtime import build_destinations, build_engine, build_sources, close_all
 from syncd.sandbox import Sandbox
+from syncd.sources import Source
 from syncd.state import StateStore
 
 DEMO_CONFIG = """# Written by `syncd demo` so that `syncd --config THIS status` can read the demo's state.
@@ -88,8 +90,7 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> int:
                 "(Shutterstock discovery stopped at the frontier the first pass left; Bigstock bought the "
                 "lightbox images the first pass's budget left)")
         finally:
-            for source in sources:
-                source.close()
+            close_all(sources, destinations)
         files = [p for p in library.rglob("*") if p.is_file() and not p.name.endswith(".json")]
         say("")
         say(f"{len(files)} files with their .json sidecars are in {library}")
@@ -107,8 +108,7 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> int:
         return max(first.exit_code, second.exit_code)
 
 
-def _pass(config, store, sources, destinations):  # type: ignore[no-untyped-def]
+def _pass(config: Config, store: StateStore, sources: list[Source], destinations: list[Destination]) -> PassResult:
     with make_reporter() as reporter:
         engine = build_engine(config, store, sources, destinations, reporter)
-        with store.lock("demo"):
-            return engine.run_pass(PassOptions(command="sync"))
+        return engine.run_recorded_pass(PassOptions(command="sync"))

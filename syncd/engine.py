@@ -107,6 +107,13 @@ class PassResult:
             return self.stop.exit_code
         return 1 if self.failed or self.deferred else 0
 
+    @property
+    def outcome(self) -> str:
+        """One word for the run log: ok, partial, or the error that stopped the pass."""
+        if self.stop is not None:
+            return type(self.stop).__name__
+        return "partial" if self.exit_code else "ok"
+
     def counts(self) -> dict[str, int]:
         """Counts for logs, the run log and the summary."""
         return {"discovered": self.discovered, "synced": self.synced, "failed": self.failed,
@@ -199,6 +206,15 @@ class Engine:
         self._stop.set()
 
     # --- the pass ---------------------------------------------------------------------------------
+
+    def run_recorded_pass(self, options: PassOptions) -> PassResult:
+        """A pass under the state lock, entered in the run log (raises ``LockHeld``)."""
+        with self.store.lock(options.command):
+            run_id = self.store.start_run(options.command)
+            result = self.run_pass(options)
+            self.store.finish_run(run_id, result.outcome, result.exit_code, result.counts(),
+                                  str(result.stop) if result.stop else None)
+        return result
 
     def run_pass(self, options: PassOptions) -> PassResult:
         """Discover, then fetch and store everything due. Never raises for upstream trouble."""
@@ -334,10 +350,10 @@ class Engine:
                 else:
                     line["action"] = "skip (re-licensing budget of the pass reached)"
             else:
-                line["action"] = "skip (cannot be re-downloaded; re-licensing is off)"
+                line["action"] = f"skip ({_skip_reason(source, record)})"
             result.dry_run_plan.append(line)
 
-    # --- planning and the worker pool    # --- planning and the worker pool ----------------------------------------------------------
+    # --- planning and the worker pool ----------------------------------------------------------
 
     def _plan(self, options: PassOptions, untouched_since: datetime | None = None, limit: int | None = None) -> list[AssetWork]:
         sources = {s.name: s for s in self._selected_sources(options)}
@@ -523,7 +539,8 @@ class Engine:
         due = {item.license_id for item in asset.items}
         licenses = [i for i in self.store.licenses_of_media(source.name, asset.media_type, asset.media_id)
                     if i.status == SYNCED or i.license_id in due]
-        stored = {d.name: self.store.stored(source.name, asset.media_type, asset.media_id, d.name) for d in self.destinations}
+        at = self.store.stored_by_destination(source.name, asset.media_type, asset.media_id)
+        stored = {d.name: at.get(d.name) for d in self.destinations}
         if source.relicense_policy() is not None:
             self._link_discovered_purchase(asset, licenses)
         candidates = [i for i in licenses if _skip_reason(source, i) is None]
@@ -629,7 +646,7 @@ class Engine:
             return False
         listed = {entry.get("id") for entry in document.get("licenses") or []}
         file_entry = document.get("file") or {}
-        if best.license_id not in listed or stat is None or not stat.sha256 or stat.sha256 != file_entry.get("sha256"):
+        if best.license_id not in listed or stat.sha256 != file_entry.get("sha256"):
             return False
         if not {i.license_id for i in licenses} <= listed:
             document["licenses"] = [sidecar.license_entry(i) for i in licenses]
@@ -883,7 +900,7 @@ def _plain_type(content_type: str | None, ext: str | None) -> str | None:
     return content_type_for(ext) if ext else None
 
 
-def _skip_reason(source: Source, item: Item) -> str | None:
+def _skip_reason(source: Source, item: Item | LicenseRecord) -> str | None:
     if not source.can_redownload(item.media_type):
         return source.unavailable_reason(item.media_type)
     if item.is_downloadable is False:

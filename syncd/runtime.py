@@ -64,3 +64,11 @@ def build_engine(config: Config, store: StateStore, sources: list[Source], desti
     """An engine for this configuration."""
     return Engine(store, sources, destinations, KeyTemplate(config.naming.template),
                   concurrency=config.sync.concurrency, max_attempts=config.sync.max_attempts, reporter=reporter)
+
+
+def close_all(sources: list[Source], destinations: list[Destination]) -> None:
+    """Release every source's and destination's connections."""
+    for source in sources:
+        source.close()
+    for destination in destinations:
+        destination.close()

@@ -524,17 +524,13 @@ class StateStore:
 
     # --- stored assets -------------------------------------------------------------------------
 
-    def stored(self, source: str, media_type: str, media_id: str, destination: str) -> StoredAsset | None:
-        """The asset as recorded at ``destination``, if any."""
+    def stored_by_destination(self, source: str, media_type: str, media_id: str) -> dict[str, StoredAsset]:
+        """Where this asset is recorded as stored, by destination name (one query)."""
         with self.read() as session:
-            return session.exec(
-                select(StoredAsset).where(
-                    StoredAsset.source == source,
-                    StoredAsset.media_type == media_type,
-                    StoredAsset.media_id == media_id,
-                    StoredAsset.destination == destination,
-                )
-            ).first()
+            rows = session.exec(select(StoredAsset).where(
+                StoredAsset.source == source, StoredAsset.media_type == media_type, StoredAsset.media_id == media_id,
+            )).all()
+        return {row.destination: row for row in rows}
 
     def record_stored(self, **stored: Any) -> None:
         """Upsert the row saying a destination holds this asset with these licenses."""

@@ -20,7 +20,7 @@ from syncd.config import Config
 from syncd.engine import PassOptions
 from syncd.errors import ConfigError
 from syncd.http import SharedRateGate
-from syncd.runtime import build_destinations, build_engine, build_sources
+from syncd.runtime import build_destinations, build_engine, build_sources, close_all
 from syncd.state import StateStore
 
 log = structlog.get_logger("syncd.worker")
@@ -77,9 +77,6 @@ def run_worker(config: Config) -> int:
     engine.close()
     store.release_owner(engine.owner)
     store.worker_heartbeat(engine.owner, stopped=True)
-    for source in sources:
-        source.close()
-    for destination in destinations:
-        destination.close()
+    close_all(sources, destinations)
     log.info("worker_stopped", **result.counts())
     return result.stop.exit_code if result.stop is not None else 0
