@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from datetime import datetime
 from enum import Enum
@@ -23,6 +21,7 @@ from syncd.http import RateGate, SharedRateGate
 from syncd.logs import setup_logging
 from syncd.redact import redact
 from syncd.state import StateStore
+from syncd.stopping import StopSignals, exit_after
 
 log = structlog.get_logger("syncd")
 app = typer.Typer(
@@ -137,35 +136,15 @@ def _one_pass(options: PassOptions) -> None:
     raise typer.Exit(result.exit_code)
 
 
-class _graceful:
+def _graceful(engine: Any, grace: float) -> StopSignals:
     """SIGTERM/SIGINT: take no new item, let items in flight finish within ``grace``; a second signal exits now."""
 
-    def __init__(self, engine: Any, grace: float) -> None:
-        self.engine = engine
-        self.grace = grace
-        self.signals = 0
-        self.previous: dict[int, Any] = {}
+    def first(name: str) -> None:
+        typer.echo(f"syncd: {name}: finishing items in flight (up to {grace:.0f}s)", err=True)
+        engine.request_stop()
+        exit_after(grace)
 
-    def __enter__(self) -> "_graceful":
-        if threading.current_thread() is threading.main_thread():
-            for number in (signal.SIGTERM, signal.SIGINT):
-                self.previous[number] = signal.signal(number, self._handle)
-        return self
-
-    def _handle(self, number: int, _frame: Any) -> None:
-        self.signals += 1
-        if self.signals > 1:
-            typer.echo("syncd: second signal, exiting now (items in flight stay queued)", err=True)
-            os._exit(130)
-        typer.echo(f"syncd: {signal.Signals(number).name}: finishing items in flight (up to {self.grace:.0f}s)", err=True)
-        self.engine.request_stop()
-        timer = threading.Timer(self.grace, lambda: os._exit(0))
-        timer.daemon = True
-        timer.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        for number, handler in self.previous.items():
-            signal.signal(number, handler)
+    return StopSignals(first, 130, "syncd: second signal, exiting now (items in flight stay queued)")
 
 
 def _human_bytes(size: int) -> str:

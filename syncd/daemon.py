@@ -9,7 +9,6 @@ exits at once (whatever was in flight stays queued; nothing half-stored counts a
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from syncd.metrics import Health, Metrics, serve_metrics
 from syncd.notify import notify
 from syncd.runtime import build_destinations, build_engine, build_sources, close_all
 from syncd.state import StateStore
+from syncd.stopping import StopSignals
 
 log = structlog.get_logger("syncd.daemon")
 DEFAULT_INTERVAL = 30 * 60.0
@@ -64,7 +64,6 @@ class Daemon:
         self.idle = threading.Event()
         self.idle.set()
         self.engine: Any = None
-        self.signals = 0
         # Secrets and destinations are checked now: a wrong config fails at start, not at 3 a.m.
         for source in build_sources(config, self.gate):
             source.close()
@@ -118,27 +117,22 @@ class Daemon:
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(self.one_pass, self.trigger, id="pass", max_instances=1, coalesce=True,
                           misfire_grace_time=None, next_run_time=datetime.now(UTC))
-        for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, self._on_signal)
-        scheduler.start()
-        notify("READY=1", "STATUS=scheduler running")
-        log.info("daemon_started", schedule=self.config.schedule.cron or f"every {self.health.period:.0f}s",
-                 metrics=self.config.metrics.listen or None, pid=os.getpid())
-        while not self.stopping.wait(1.0):
-            pass
-        scheduler.shutdown(wait=False)
-        finished = self.idle.wait(self.config.sync.grace)
-        log.info("daemon_stopped", items_in_flight_finished=finished)
-        if server is not None:
-            server.shutdown()
-        return 0
+        with StopSignals(self._stop, 130, "syncd: second signal, exiting now (items in flight stay queued)"):
+            scheduler.start()
+            notify("READY=1", "STATUS=scheduler running")
+            log.info("daemon_started", schedule=self.config.schedule.cron or f"every {self.health.period:.0f}s",
+                     metrics=self.config.metrics.listen or None, pid=os.getpid())
+            while not self.stopping.wait(1.0):
+                pass
+            scheduler.shutdown(wait=False)
+            finished = self.idle.wait(self.config.sync.grace)
+            log.info("daemon_stopped", items_in_flight_finished=finished)
+            if server is not None:
+                server.shutdown()
+            return 0
 
-    def _on_signal(self, number: int, _frame: Any) -> None:
-        self.signals += 1
-        if self.signals > 1:
-            log.warning("second_signal_exit_now")
-            os._exit(130)
-        log.info("stopping", signal=signal.Signals(number).name, grace=self.config.sync.grace)
+    def _stop(self, name: str) -> None:
+        log.info("stopping", signal=name, grace=self.config.sync.grace)
         notify("STOPPING=1")
         self.stopping.set()
         if self.engine is not None:

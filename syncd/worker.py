@@ -9,10 +9,7 @@ the lock. All processes share one view of the upstream's rate limit through the 
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
-from typing import Any
 
 import structlog
 
@@ -22,6 +19,7 @@ from syncd.errors import ConfigError
 from syncd.http import SharedRateGate
 from syncd.runtime import build_destinations, build_engine, build_sources, close_all
 from syncd.state import StateStore
+from syncd.stopping import StopSignals, exit_after
 
 log = structlog.get_logger("syncd.worker")
 HEARTBEAT_SECONDS = 10.0
@@ -48,31 +46,25 @@ def run_worker(config: Config) -> int:
                 log.warning("worker_heartbeat_failed", exc_info=True)
 
     threading.Thread(target=heartbeat, name="syncd-worker-heartbeat", daemon=True).start()
-    signals = {"count": 0}
 
-    def give_back_and_exit() -> None:
+    def give_back() -> None:
         try:
             store.release_owner(engine.owner)  # unfinished items go back to the queue at once
             store.worker_heartbeat(engine.owner, stopped=True)
         except Exception:  # noqa: BLE001 - leases expire by themselves within a minute
             log.warning("worker_release_failed", exc_info=True)
-        finally:
-            os._exit(0)
 
-    def on_signal(number: int, _frame: Any) -> None:
-        signals["count"] += 1
-        if signals["count"] > 1:
-            give_back_and_exit()
-        log.info("worker_stopping", signal=signal.Signals(number).name, grace=config.sync.grace)
+    def first(name: str) -> None:
+        log.info("worker_stopping", signal=name, grace=config.sync.grace)
         engine.request_stop()
-        timer = threading.Timer(config.sync.grace, give_back_and_exit)
-        timer.daemon = True
-        timer.start()
+        exit_after(config.sync.grace, before=give_back)
 
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, on_signal)
+    def second(_name: str) -> None:
+        exit_after(0, before=give_back)
+
     log.info("worker_started", owner=engine.owner)
-    result = engine.work_forever(PassOptions(command="worker", respect_backoff=True))
+    with StopSignals(first, second):
+        result = engine.work_forever(PassOptions(command="worker", respect_backoff=True))
     stop_heartbeat.set()
     engine.close()
     store.release_owner(engine.owner)

@@ -18,9 +18,18 @@ from tests.helpers import TOKEN_ENV, library_files, run_syncd, sandbox_config
 
 
 def _worker(config: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "syncd.cli", "--log-format", "json", "--config", str(config), "worker"],
-                            env={**os.environ, TOKEN_ENV: "sandbox-token"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a full pipe would block it
+    # Output goes to a file next to the config (a full pipe would block the worker); _stop shows it on failure.
+    log = open(config.parent / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen([sys.executable, "-m", "syncd.cli", "--log-format", "json", "--config", str(config),
+                                "worker"], env={**os.environ, TOKEN_ENV: "sandbox-token"},
+                               stdout=log, stderr=subprocess.STDOUT)
+    process.log_path = Path(log.name)  # type: ignore[attr-defined]
+    log.close()
+    return process
+
+
+def _tail(worker: subprocess.Popen) -> str:
+    return worker.log_path.read_text(errors="replace")[-3000:]  # type: ignore[attr-defined]
 
 
 def _stop(workers: list[subprocess.Popen]) -> list[int]:
@@ -47,7 +56,7 @@ def test_a_leader_and_three_workers_sync_everything_exactly_once(pg_url: str, tm
             assert leader.code == 0, leader.stderr[-2000:]
         finally:
             codes = _stop(workers)
-        assert codes == [0, 0, 0]
+        assert codes == [0, 0, 0], "\n".join(_tail(w) for w, code in zip(workers, codes) if code)
         store = StateStore(pg_url)
         assert store.status_counts() == {"synced": 600, "queued": 0, "failed": 0, "skipped": 0}
         redownloads = _redownloads(sandbox)
