@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ from syncd.models import (
     SYNCED,
     Item,
 )
-from syncd.naming import KeyTemplate, slugify
+from syncd.naming import KeyTemplate, companion_key, slugify
 from syncd.records import DownloadedFile, LicenseRecord
 from syncd.sources.base import Source
 from syncd.state import StateStore, to_utc_naive, utcnow
@@ -586,29 +586,59 @@ class Engine:
             if not need_file:
                 return 0, key, []
         path = spool / f"{uuid.uuid4().hex}.part"
+        scratch = [path]
         try:
-            downloaded = self._download(source, record, details, path, opener)
+            downloaded = self._download(path, lambda headers: source.open_download(record, headers),
+                                        source.expected_bytes(record, details), record.license_id, opener)
             ext = ext or normalise_ext(downloaded.ext) or "bin"
             key = self._key(best, details, ext)
+            companions = self._fetch_companions(source, record, key, spool, scratch)
             content_type = downloaded.content_type or content_type_for(ext)
             file_entry = {"key": key, "bytes": downloaded.bytes, "sha256": downloaded.sha256, "content_type": content_type}
-            document = self._sidecar(asset, licenses, details, file_entry)
+            entries = {c.name: c.entry for c in companions}
+            documents = {keeps: self._sidecar(asset, licenses, details, file_entry, entries if keeps else {})
+                         for keeps in {d.stores_companions for d in need_file}}
             info = ObjectInfo(size=downloaded.bytes, sha256=downloaded.sha256, content_type=content_type,
                               source=source.name, media_type=asset.media_type, media_id=asset.media_id,
-                              license_id=best.license_id, sidecar=sidecar.decode(document) or {})
+                              license_id=best.license_id)
             rows = []
             for destination in need_file:
+                document = documents[destination.stores_companions]
                 existing = present[destination.name] if destination.name in present else destination.stat(key)
                 if existing is None or existing.sha256 != downloaded.sha256:
-                    destination.put(key, path, info)
+                    destination.put(key, path, replace(info, sidecar=sidecar.decode(document) or {}))
+                if destination.stores_companions:
+                    for companion in companions:
+                        stored = destination.stat(companion.entry["key"])
+                        if stored is None or stored.sha256 != companion.entry["sha256"]:
+                            destination.put(companion.entry["key"], companion.path,
+                                            replace(info, size=companion.entry["bytes"], sha256=companion.entry["sha256"],
+                                                    content_type=companion.entry["content_type"]))
                 destination.put_sidecar(key, document)  # the sidecar last: it marks the asset complete
                 rows.append(dict(source=source.name, media_type=asset.media_type, media_id=asset.media_id,
                                  destination=destination.name, key=key, sha256=downloaded.sha256,
                                  size_bytes=downloaded.bytes, size=best.size,
                                  license_ids=[i.license_id for i in licenses]))
-            return downloaded.bytes, key, rows
+            return downloaded.bytes + sum(c.entry["bytes"] for c in companions), key, rows
         finally:
-            path.unlink(missing_ok=True)
+            for scratch_path in scratch:
+                scratch_path.unlink(missing_ok=True)
+
+    def _fetch_companions(self, source: Source, record: LicenseRecord, key: str, spool: Path,
+                          scratch: list[Path]) -> list["_Companion"]:
+        """The files the upstream hands out with this one (an audio track's stems archive), downloaded."""
+        fetched = []
+        for name in source.companions(record):
+            path = spool / f"{uuid.uuid4().hex}.part"
+            scratch.append(path)
+            file = self._download(path, lambda headers, n=name: source.open_companion(record, n, headers, fresh=True),
+                                  None, f"{record.license_id} {name}",
+                                  first=lambda headers, n=name: source.open_companion(record, n, headers))
+            ext = normalise_ext(file.ext) or "bin"
+            fetched.append(_Companion(name, path, {
+                "key": companion_key(key, name, ext), "bytes": file.bytes, "sha256": file.sha256,
+                "content_type": file.content_type or content_type_for(ext)}))
+        return fetched
 
     def _key(self, license: Item, details: dict[str, Any] | None, ext: str) -> str:
         details = details or {}
@@ -631,10 +661,11 @@ class Engine:
         except ValueError as error:
             raise ItemFailed(f"cannot name this asset safely: {error}") from None
 
-    def _sidecar(self, asset: AssetWork, licenses: list[Item], details: dict[str, Any] | None, file_entry: dict[str, Any]) -> bytes:
+    def _sidecar(self, asset: AssetWork, licenses: list[Item], details: dict[str, Any] | None, file_entry: dict[str, Any],
+                 companions: dict[str, dict[str, Any]] | None = None) -> bytes:
         return sidecar.encode(sidecar.build_sidecar(
             source=asset.source.name, media_type=asset.media_type, media_id=asset.media_id,
-            licenses=licenses, details=details, file=file_entry, synced_at=utcnow()))
+            licenses=licenses, details=details, file=file_entry, synced_at=utcnow(), companions=companions))
 
     def _adopt(self, asset: AssetWork, destination: Destination, key: str, best: Item, licenses: list[Item],
                stat: StoredObject | None) -> bool:
@@ -676,7 +707,8 @@ class Engine:
                 current["licenses"] = [sidecar.license_entry(i) for i in licenses]
                 destination.put_sidecar(row.key, sidecar.encode(current))  # keep what it said about the media
             else:
-                destination.put_sidecar(row.key, self._sidecar(asset, licenses, details, file_entry))
+                destination.put_sidecar(row.key, self._sidecar(asset, licenses, details, file_entry,
+                                                               sidecar.companions_of(current)))
             self.store.record_stored(source=asset.source.name, media_type=asset.media_type, media_id=asset.media_id,
                                      destination=destination.name, key=row.key, sha256=row.sha256,
                                      size_bytes=row.bytes, size=row.size, license_ids=sorted(wanted))
@@ -797,37 +829,36 @@ class Engine:
 
     # --- downloading ----------------------------------------------------------------------------
 
-    def _download(self, source: Source, record: LicenseRecord, details: dict[str, Any] | None, path: Path,
+    def _download(self, path: Path, reopen: Opener, expected: int | None, label: str,
                   first: Opener | None = None) -> DownloadedFile:
         """Fetch into ``path`` and verify; a broken transfer resumes, an expired link is replaced.
 
-        ``first`` opens a URL already in hand (a licensing call's); later tries ask for a new one.
-        A transfer cut short continues with an HTTP ``Range`` request where the server offered
-        ranges (``Accept-Ranges: bytes``), so a multi-GB video is not fetched twice.
+        ``first`` opens a URL already in hand (a licensing call's); later tries ``reopen`` with a
+        new one. A transfer cut short continues with an HTTP ``Range`` request where the server
+        offered ranges (``Accept-Ranges: bytes``), so a multi-GB video is not fetched twice.
+        ``expected`` is the length the metadata announced, if any (catches silent truncation).
         """
         partial = _Partial()
         last: ItemFailed | None = None
         for attempt in range(DOWNLOAD_TRIES):
             if attempt:
                 time.sleep(min(0.5 * 2 ** attempt, 5.0))
-            opener: Opener = first if (attempt == 0 and first is not None) else (
-                lambda headers: source.open_download(record, headers))
             try:
-                return self._download_once(opener, source, record, details, path, partial)
+                return self._download_once(first if (attempt == 0 and first is not None) else reopen,
+                                           expected, path, partial)
             except (IntegrityError, DownloadRefused, TransientError) as error:
                 last = error
-                log.warning("download_retry", license_id=record.license_id, error=str(error), attempt=attempt + 1,
+                log.warning("download_retry", file=label, error=str(error), attempt=attempt + 1,
                             resume_from=partial.received if partial.resumable else 0)
         assert last is not None
         raise last
 
-    def _download_once(self, opener: Opener, source: Source, record: LicenseRecord, details: dict[str, Any] | None,
-                       path: Path, partial: "_Partial") -> DownloadedFile:
+    def _download_once(self, opener: Opener, expected: int | None, path: Path, partial: "_Partial") -> DownloadedFile:
         resume = partial.resumable and 0 < partial.received
         headers = {"Range": f"bytes={partial.received}-"} if resume else {}
         with opener(headers) as response:
             if not (resume and response.status_code == 206 and _range_start(response) == partial.received):
-                partial.restart(response, source.expected_bytes(record, details))
+                partial.restart(response, expected)
             try:
                 with open(path, "ab" if partial.received else "wb") as out:
                     for chunk in response.iter_raw(CHUNK):
@@ -845,6 +876,15 @@ class Engine:
         ext = sniff(partial.head) or extension_for(partial.content_type)
         return DownloadedFile(bytes=partial.received, sha256=partial.digest.hexdigest(),
                               content_type=_plain_type(partial.content_type, ext), ext=ext)
+
+
+@dataclass(frozen=True)
+class _Companion:
+    """A file stored next to an asset and listed in its sidecar under the media type's key."""
+
+    name: str  # e.g. "shorts_loops_stems"
+    path: Path  # the verified download
+    entry: dict[str, Any]  # key, bytes, sha256, content_type
 
 
 @dataclass

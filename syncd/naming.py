@@ -271,3 +271,10 @@ def _split_extension(segment: str) -> tuple[str, str]:
     if dot and stem and 0 < len(suffix.encode("utf-8")) <= MAX_EXTENSION_BYTES:
         return stem, dot + suffix
     return segment, ""
+
+
+def companion_key(key: str, name: str, ext: str) -> str:
+    """Where a file that comes with an asset lives: next to it, ``track.wav`` → ``track.NAME.EXT``."""
+    folder, slash, segment = key.rpartition("/")
+    stem, _ = _split_extension(segment)
+    return folder + slash + _fit(f"{stem}.{name}.{ext}", keep_extension=True)

@@ -61,8 +61,13 @@ def build_sidecar(
     details: dict[str, Any] | None,
     file: dict[str, Any],
     synced_at: datetime,
+    companions: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The whole sidecar document of one asset."""
+    """The whole sidecar document of one asset.
+
+    ``companions`` are files stored next to the asset (an audio track's ``shorts_loops_stems``
+    archive), each a file entry like ``file``, listed under the media type's key.
+    """
     details = details or {}
     document: dict[str, Any] = {
         "schema": SCHEMA,
@@ -80,8 +85,15 @@ def build_sidecar(
         "synced_at": iso_utc(synced_at),
     }
     particular = {name: details[name] for name in TYPE_FIELDS.get(media_type, ()) if name in details}
-    document[media_type] = particular
+    document[media_type] = particular | (companions or {})
     return document
+
+
+def companions_of(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The companion file entries a sidecar lists (see ``build_sidecar``)."""
+    particular = document.get(document.get("media_type") or "") or {}
+    return {name: entry for name, entry in particular.items()
+            if isinstance(entry, dict) and {"key", "bytes", "sha256"} <= entry.keys()}
 
 
 def encode(document: dict[str, Any]) -> bytes:

@@ -48,6 +48,7 @@ class Destination(abc.ABC):
     replaces_files: ClassVar[bool] = True  # a larger license of stored media replaces the file
     sidecar_needs_asset: ClassVar[bool] = False  # a sidecar can only be stored after its asset
     checks_file_content: ClassVar[bool] = False  # the server inspects the bytes (a CMS refusing junk)
+    stores_companions: ClassVar[bool] = True  # files that come with an asset (stems) are stored next to it
 
     def __init__(self, name: str) -> None:
         self.name = name

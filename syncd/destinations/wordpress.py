@@ -92,6 +92,9 @@ class WordpressDestination(Destination):
     sidecar_needs_asset: ClassVar[bool] = True
     # WordPress refuses a file whose bytes do not match its extension (e.g. noise named .jpg).
     checks_file_content: ClassVar[bool] = True
+    # One attachment per asset (the contract): an audio track's stems archive is not uploaded
+    # as a second attachment with the same identity; the library's sidecar does not list it.
+    stores_companions: ClassVar[bool] = False
 
     page_size: int = PAGE_SIZE
 

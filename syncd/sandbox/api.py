@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncd.sandbox.content import GeneratedFile
 from syncd.sandbox.data import asset_key, parse_time
-from syncd.sandbox.history import Catalogue, LicenseRecord
+from syncd.sandbox.history import ARCHIVE, Catalogue, LicenseRecord
 from syncd.sandbox.kinds import KINDS, MediaKind, kind_for_path
 from syncd.sandbox.ratelimit import QuotaState, RateLimiter
 from syncd.sandbox.tokens import DownloadGrant, InvalidToken, UrlSigner
@@ -324,7 +324,10 @@ class SandboxApi:
         media = self.catalogue.media(media_kind, record.media_id) or {}
         if size not in self.catalogue.factory.sizes_of(media_kind, media):
             raise ApiError(400, f"Size {size} is not available for {record.media_id}")
-        return Response.json(200, {"url": self.download_url(record, size)})
+        answer = {"url": self.download_url(record, size)}
+        if media_kind.name == "audio" and record.media_id in self.catalogue.archives:
+            answer[ARCHIVE] = self.download_url(record, ARCHIVE)
+        return Response.json(200, answer)
 
     def download_url(self, record: LicenseRecord, size: str) -> str:
         """A signed link to the license's file, valid for ``url_ttl`` seconds."""
@@ -361,6 +364,11 @@ class SandboxApi:
     def _generated_file(self, record: LicenseRecord, size: str) -> GeneratedFile:
         """The file behind a license; its length is the media's ``assets`` ``file_size``."""
         kind = record.kind
+        if size == ARCHIVE:
+            length = self.catalogue.archives.get(record.media_id)
+            if length is None:
+                raise ApiError(404, "No such file")
+            return GeneratedFile(f"{self.catalogue.seed}/{kind.name}/{record.media_id}/{ARCHIVE}", "zip", length)
         media = self.catalogue.media(kind, record.media_id)
         asset = (media or {}).get("assets", {}).get(asset_key(kind, size))
         if asset is None:
@@ -420,6 +428,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def _file_name(kind: MediaKind, media_id: str, size: str) -> str:
+    if size == ARCHIVE:
+        return f"shutterstock_{media_id}_{ARCHIVE}.zip"
     return f"shutterstock_{media_id}.{kind.sizes[size]}"
 
 

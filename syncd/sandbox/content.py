@@ -48,6 +48,9 @@ def header_for(fmt: str, length: int) -> bytes:
     if fmt == "mp3":
         # An ID3v2.3 tag of size 0, then one MPEG-1 Layer III frame header.
         return b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64"
+    if fmt == "zip":
+        # A local file header (PKZIP 2.0, stored) of the first member, as every zip archive starts.
+        return b"PK\x03\x04\x14\x00\x00\x00\x00\x00" + b"\x00" * 16 + b"\x09\x00\x00\x00stems.wav"
     if fmt == "eps":
         return b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 1000 1000\n%%Creator: syncd sandbox\n%%EndComments\n"
     raise ValueError(f"no generator for format {fmt!r}")

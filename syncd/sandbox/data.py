@@ -136,6 +136,12 @@ def parse_time(text: str) -> datetime:
 # --- media details ----------------------------------------------------------------------
 
 
+def archive_previews(media_id: str) -> dict[str, Any]:
+    """``assets.shorts_loops_stems`` of a track that has the archive: preview links, as the spec shows."""
+    base = f"https://ak.picdn.net/shutterstock/audio/{media_id}/preview"
+    return {part: {"url": f"{base}/{part}.mp3"} for part in ("shorts", "loops", "stems")}
+
+
 def display_name(size: str) -> str:
     """``Huge``, ``HD``, ``4K``, ``WAV``: how the API labels a size."""
     return size.upper() if size in ("sd", "hd", "4k", "wav", "mp3") else size.capitalize()

@@ -17,7 +17,8 @@ LICENSE_OVERRIDES = frozenset(
     {"is_downloadable", "size", "download_time", "subscription_id", "license", "metadata", "username"}
 )
 # Keys that steer generation without appearing in any served record.
-CONTROL_OVERRIDES = frozenset({"media_id", "file_bytes"})
+ARCHIVE = "shorts_loops_stems"  # the audio archive's pseudo-size in download grants
+CONTROL_OVERRIDES = frozenset({"media_id", "file_bytes", "stems_bytes"})
 
 # Likelihood weights for the size a generated license was bought in.
 SIZE_WEIGHTS: dict[str, int] = {
@@ -65,6 +66,7 @@ class Catalogue:
         self.licensing_calls = 0
         self._histories: dict[str, list[dict[str, Any]]] = {name: [] for name in KINDS}
         self._media: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in KINDS}
+        self.archives: dict[str, int] = {}  # audio media id -> bytes of its shorts/loops/stems zip
         self._licenses: dict[str, LicenseRecord] = {}
         self._serials: dict[str, int] = {name: 0 for name in KINDS}
         self._arrivals: tuple[MediaKind, float, float] | None = None
@@ -246,6 +248,11 @@ class Catalogue:
         self.factory.ensure_asset(kind, media, size)
         if overrides.get("file_bytes") is not None:
             media["assets"][data.asset_key(kind, size)]["file_size"] = int(overrides["file_bytes"])
+        if overrides.get("stems_bytes") is not None:
+            if kind.name != "audio":
+                raise ValueError("only audio tracks come with a shorts/loops/stems archive")
+            self.archives[media_id] = int(overrides["stems_bytes"])
+            media["assets"][ARCHIVE] = data.archive_previews(media_id)
         when = overrides.get("download_time") or self._next_time(kind, now)
         return self._append(
             kind,

@@ -167,4 +167,5 @@ CONTENT_TYPES: dict[str, str] = {
     "mov": "video/quicktime",
     "wav": "audio/wav",
     "mp3": "audio/mpeg",
+    "zip": "application/zip",
 }

@@ -120,6 +120,16 @@ class Source(abc.ABC):
             return self.open_url(url, license.license_id, headers)
         return None
 
+    def companions(self, license: LicenseRecord) -> list[str]:
+        """Names of the files handed out with this license's file (an audio track's
+        ``shorts_loops_stems`` archive); known once ``open_download`` has asked for the file."""
+        return []
+
+    def open_companion(self, license: LicenseRecord, name: str, headers: dict[str, str] | None = None,
+                       fresh: bool = False) -> AbstractContextManager[httpx.Response]:
+        """Stream the companion ``name`` of ``license``; ``fresh`` asks the API for a new link first."""
+        raise NotImplementedError
+
     def size_rank(self, media_type: str, size: str | None) -> int:
         """Order of licensed sizes: a larger rank replaces a smaller file of the same media."""
         return 0

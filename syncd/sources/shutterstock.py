@@ -6,6 +6,7 @@ the code below is the same for all of them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ log = structlog.get_logger("syncd.shutterstock")
 PER_PAGE = 200  # the API's maximum: fewest list calls per license
 DETAILS_BATCH = 200  # ids per bulk details call (the API allows 500; shorter URLs are kinder to proxies)
 MAX_REDIRECTS = 5
+LINK_LIFETIME = 7.5 * 3600  # seconds; redownload links last 8 hours
+# Files a redownload answer may offer besides ``url``, stored next to the asset (seed 003: audio).
+COMPANIONS = ("shorts_loops_stems",)
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class ShutterstockSource(Source):
         token = read_secret(config.token_env, config.token_file, f"source {config.name!r} token")
         self._token_hint = f"the variable {config.token_env}" if config.token_env else f"the file {config.token_file}"
         self.api = ApiClient(config.base_url, {"Authorization": f"Bearer {token}"}, gate)
+        self._offered: dict[str, tuple[float, dict[str, str]]] = {}  # license id -> (when, companion links)
         # Downloads get their own client: it never carries the API token.
         self._downloads = httpx.Client(headers={"User-Agent": USER_AGENT}, timeout=TIMEOUT, follow_redirects=False,
                                        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
@@ -248,10 +253,30 @@ class ShutterstockSource(Source):
             raise ItemFailed(f"redownload of {license.license_id} refused: HTTP {response.status_code}: {_message(response)}")
         if response.status_code >= 400:
             raise ItemFailed(f"redownload of {license.license_id}: HTTP {response.status_code}: {_message(response)}")
-        url = (response.json() or {}).get("url")
+        answer = response.json() or {}
+        url = answer.get("url")
         if not isinstance(url, str) or not url:
             raise TransientError(f"redownload of {license.license_id}: the response has no url")
+        offered = {name: answer[name] for name in COMPANIONS
+                   if isinstance(answer.get(name), str) and answer[name]}
+        if offered:  # kept until the links expire; most licenses offer none
+            self._offered[license.license_id] = (time.monotonic(), offered)
+        else:
+            self._offered.pop(license.license_id, None)
         return url
+
+    def companions(self, license: LicenseRecord) -> list[str]:
+        return sorted(self._offered.get(license.license_id, (0.0, {}))[1])
+
+    def open_companion(self, license: LicenseRecord, name: str, headers: dict[str, str] | None = None,
+                       fresh: bool = False) -> AbstractContextManager[httpx.Response]:
+        at, offered = self._offered.get(license.license_id, (0.0, {}))
+        if fresh or name not in offered or time.monotonic() - at > LINK_LIFETIME:
+            self._download_url(license)
+            at, offered = self._offered.get(license.license_id, (0.0, {}))
+        if name not in offered:
+            raise ItemFailed(f"redownload of {license.license_id} no longer offers its {name}")
+        return self.open_url(offered[name], f"{license.license_id} {name}", headers)
 
     def open_download(self, license: LicenseRecord,
                       headers: dict[str, str] | None = None) -> AbstractContextManager[httpx.Response]:
