@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.fixtures.s3 import s3_bucket, s3_server  # noqa: F401
+from tests.fixtures.s3_faults import faulty_s3  # noqa: F401
 from tests.fixtures.sandbox import sandbox  # noqa: F401
 
 PG_ADMIN_URL = os.environ.get("SYNCD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
