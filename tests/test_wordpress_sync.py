@@ -183,3 +183,23 @@ def test_check_verifies_the_password_and_the_upload_capability(
     assert refused.code == 3
     assert "Application Password of user 'admin'" in refused.stderr
     assert "not-the-password" not in refused.stdout + refused.stderr
+
+
+def test_a_track_with_stems_is_one_attachment_and_the_library_copy_keeps_the_archive(
+        wordpress: WordpressSite, tmp_path: Path) -> None:
+    with Sandbox(seed=91, licenses=0, media_types=("audio",)) as audio:
+        track = audio.add_licenses(1, media_type="audio", stems_bytes=256 * 1024)[0]
+        library = {"name": "library", "kind": "filesystem", "path": str(tmp_path / "library")}
+        config = sandbox_config(tmp_path, audio.url, source={"media": ["audio"]},
+                                destinations=[_wordpress_destination(wordpress), library])
+        result = _sync(config, wordpress)
+        assert result.code == 0, result.stderr[-2000:]
+    attachments = _by_media_id(wordpress)
+    assert list(attachments) == [track["audio"]["id"]]  # the archive is not a second attachment
+    attachment = attachments[track["audio"]["id"]]
+    assert attachment["mime_type"].startswith("audio/")
+    assert "shorts_loops_stems" not in json.loads(attachment["meta"]["syncd_sidecar"])["audio"]
+    assets, sidecars = library_files(tmp_path / "library")
+    assert len(assets) == 2 and len(sidecars) == 1  # the filesystem keeps the track and its archive
+    entry = json.loads(sidecars[0].read_text())["audio"]["shorts_loops_stems"]
+    assert (tmp_path / "library" / entry["key"]).stat().st_size == entry["bytes"] == 256 * 1024
