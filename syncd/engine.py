@@ -484,7 +484,7 @@ class Engine:
         try:
             size, key, stored = self._sync_asset(asset, details.get((asset.source.name, asset.media_type, asset.media_id)), spool)
             ids = [item.id for item in asset.items if item.id is not None]  # with a license bought just now
-            self.store.complete(ids, stored)
+            self.store.complete(ids, stored, (asset.source.name, asset.media_type, asset.media_id))
         except ItemSkipped as skip:
             outcome, reason = "skipped", str(skip)
             self.store.set_status(ids, SKIPPED, reason)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from syncd.sandbox import FaultRule, Sandbox
@@ -16,7 +16,8 @@ from tests.helpers import TOKEN_ENV, run_syncd, sandbox_config
 
 
 def _licensed(license: dict) -> datetime:
-    return datetime.fromisoformat(license["download_time"].replace("Z", "+00:00"))
+    """When the license was bought, in UTC (the history mixes offsets; windows are UTC days)."""
+    return datetime.fromisoformat(license["download_time"].replace("Z", "+00:00")).astimezone(UTC)
 
 
 def test_backfill_walks_past_the_frontier_and_finds_what_sync_never_saw(tmp_path: Path) -> None:
