@@ -608,12 +608,7 @@ class Engine:
                 if existing is None or existing.sha256 != downloaded.sha256:
                     destination.put(key, path, replace(info, sidecar=sidecar.decode(document) or {}))
                 if destination.stores_companions:
-                    for companion in companions:
-                        stored = destination.stat(companion.entry["key"])
-                        if stored is None or stored.sha256 != companion.entry["sha256"]:
-                            destination.put(companion.entry["key"], companion.path,
-                                            replace(info, size=companion.entry["bytes"], sha256=companion.entry["sha256"],
-                                                    content_type=companion.entry["content_type"]))
+                    self._put_companions(destination, companions, info)
                 destination.put_sidecar(key, document)  # the sidecar last: it marks the asset complete
                 rows.append(dict(source=source.name, media_type=asset.media_type, media_id=asset.media_id,
                                  destination=destination.name, key=key, sha256=downloaded.sha256,
@@ -639,6 +634,16 @@ class Engine:
                 "key": companion_key(key, name, ext), "bytes": file.bytes, "sha256": file.sha256,
                 "content_type": file.content_type or content_type_for(ext)}))
         return fetched
+
+    @staticmethod
+    def _put_companions(destination: Destination, companions: list["_Companion"], info: ObjectInfo) -> None:
+        """Store each companion next to its asset, unless the same bytes are there already."""
+        for companion in companions:
+            entry = companion.entry
+            there = destination.stat(entry["key"])
+            if there is None or there.sha256 != entry["sha256"]:
+                destination.put(entry["key"], companion.path, replace(
+                    info, size=entry["bytes"], sha256=entry["sha256"], content_type=entry["content_type"]))
 
     def _key(self, license: Item, details: dict[str, Any] | None, ext: str) -> str:
         details = details or {}

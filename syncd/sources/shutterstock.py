@@ -6,7 +6,9 @@ the code below is the same for all of them.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ MAX_REDIRECTS = 5
 LINK_LIFETIME = 7.5 * 3600  # seconds; redownload links last 8 hours
 # Files a redownload answer may offer besides ``url``, stored next to the asset (seed 003: audio).
 COMPANIONS = ("shorts_loops_stems",)
+OFFERED_KEPT = 1024
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,11 @@ class ShutterstockSource(Source):
         token = read_secret(config.token_env, config.token_file, f"source {config.name!r} token")
         self._token_hint = f"the variable {config.token_env}" if config.token_env else f"the file {config.token_file}"
         self.api = ApiClient(config.base_url, {"Authorization": f"Bearer {token}"}, gate)
-        self._offered: dict[str, tuple[float, dict[str, str]]] = {}  # license id -> (when, companion links)
+        # License id -> (when, companion links), newest last. Needed only between a redownload
+        # call and the companion's download, so a few entries per worker thread are in use; the
+        # cap keeps a long-running worker's memory flat (an evicted entry costs one API call).
+        self._offered: OrderedDict[str, tuple[float, dict[str, str]]] = OrderedDict()
+        self._offered_lock = threading.Lock()
         # Downloads get their own client: it never carries the API token.
         self._downloads = httpx.Client(headers={"User-Agent": USER_AGENT}, timeout=TIMEOUT, follow_redirects=False,
                                        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
@@ -259,10 +266,14 @@ class ShutterstockSource(Source):
             raise TransientError(f"redownload of {license.license_id}: the response has no url")
         offered = {name: answer[name] for name in COMPANIONS
                    if isinstance(answer.get(name), str) and answer[name]}
-        if offered:  # kept until the links expire; most licenses offer none
-            self._offered[license.license_id] = (time.monotonic(), offered)
-        else:
-            self._offered.pop(license.license_id, None)
+        with self._offered_lock:
+            if offered:  # most licenses offer none
+                self._offered[license.license_id] = (time.monotonic(), offered)
+                self._offered.move_to_end(license.license_id)
+                while len(self._offered) > OFFERED_KEPT:
+                    self._offered.popitem(last=False)
+            else:
+                self._offered.pop(license.license_id, None)
         return url
 
     def companions(self, license: LicenseRecord) -> list[str]:
