@@ -102,3 +102,37 @@ def test_a_kill_right_after_page_one_brings_page_two_back(tmp_path: Path, s3_buc
         assert run_syncd("sync", config=config, timeout=300).code == 0
         assert sum(store.status_counts().values()) == 230
         _assert_exactly_once(sandbox, tmp_path, endpoint, bucket)
+
+
+def test_random_sigkills_with_music_and_stems_store_each_file_once(tmp_path: Path, s3_bucket) -> None:  # type: ignore[no-untyped-def]
+    endpoint, bucket = s3_bucket
+    client = s3_client(endpoint)
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    rng = random.Random(20261201)
+    with Sandbox(seed=12, licenses=0, media_types=("audio",)) as sandbox:
+        sandbox.add_licenses(16, media_type="audio", stems_bytes=200_000)
+        sandbox.faults.add(FaultRule(path=r"^/download/", kind="slow", delay=0.1, times=-1))
+        destinations = [{"name": "library", "kind": "filesystem", "path": str(tmp_path / "library")},
+                        {"name": "archive", "kind": "s3", "bucket": bucket, "endpoint_url": endpoint}]
+        config = sandbox_config(tmp_path, sandbox.url, source={"media": ["audio"]}, destinations=destinations)
+        kills = 0
+        for _ in range(6):
+            process = _start_sync(config)
+            time.sleep(rng.uniform(0.4, 1.5))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+            process.wait()
+        assert kills >= 3
+        final = run_syncd("sync", config=config, timeout=300)
+        assert final.code == 0, final.stderr[-2000:]
+    assets, sidecars = library_files(tmp_path / "library")
+    documents = [json.loads(p.read_text()) for p in sidecars]
+    assert len(documents) == 16 and len(assets) == 32  # each track once, each with its archive
+    for document in documents:
+        for entry in (document["file"], document["audio"]["shorts_loops_stems"]):
+            assert hashlib.sha256((tmp_path / "library" / entry["key"]).read_bytes()).hexdigest() == entry["sha256"]
+    versions = [v["Key"] for v in client.list_object_versions(Bucket=bucket).get("Versions", [])
+                if not v["Key"].endswith(".json")]
+    assert sorted(versions) == sorted(p.relative_to(tmp_path / "library").as_posix() for p in assets)  # once each
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
