@@ -1,8 +1,10 @@
 """``syncd demo``: a real sync against the built-in sandbox, for someone without an account.
 
 Two passes show the product's core: the first fetches the whole (generated) history, then a
-few new licenses appear upstream and the second pass fetches only those — the stop rule. A
-Bigstock lightbox shows purchases within a budget: some in the first pass, the rest in the next.
+few new licenses appear upstream and the second pass fetches only those — the stop rule. The
+history holds images, video clips, music (one track with its stems archive) and sound
+effects. A Bigstock lightbox shows purchases within a budget: some in the first pass, the
+rest in the next.
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ path = "{library}"
 """
 DEMO_TOKEN_ENV = "SYNCD_DEMO_TOKEN"
 DEMO_SECRET_ENV = "SYNCD_DEMO_BIGSTOCK_SECRET"
-DEMO_LICENSES = 36
+DEMO_LICENSES = 36  # images
+DEMO_OTHER_MEDIA = {"video": 3, "audio": 3, "sfx": 2}  # small files: the demo takes seconds
+DEMO_LABELS = {"video": "video clips", "audio": "music tracks", "sfx": "sound effects"}
+DEMO_OTHER_BYTES = 512 * 1024
 DEMO_LIGHTBOX = "Campaign 2026"
 DEMO_LIGHTBOX_IMAGES = 6
 DEMO_PURCHASES = 4
@@ -62,20 +67,26 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> int:
         os.environ[DEMO_TOKEN_ENV] = sandbox.token
         os.environ[DEMO_SECRET_ENV] = sandbox.bigstock.secret
         sandbox.bigstock.add_lightbox(DEMO_LIGHTBOX, range(5001, 5001 + DEMO_LIGHTBOX_IMAGES))
+        for media_type, count in DEMO_OTHER_MEDIA.items():
+            sandbox.add_licenses(count, media_type=media_type, file_bytes=DEMO_OTHER_BYTES)
+        sandbox.add_licenses(1, media_type="audio", file_bytes=DEMO_OTHER_BYTES, stems_bytes=DEMO_OTHER_BYTES)
         config = parse_config({
             "state": {"url": f"sqlite:///{directory / 'state.db'}"},
             "sync": {"concurrency": 4},
             "sources": [
                 {"name": "shutterstock", "kind": "shutterstock", "base_url": sandbox.url,
-                 "token_env": DEMO_TOKEN_ENV, "media": ["image"], "download_hosts": []},
+                 "token_env": DEMO_TOKEN_ENV, "media": ["image", "video", "audio", "sfx"], "download_hosts": []},
                 {"name": "bigstock", "kind": "bigstock", "base_url": sandbox.url,
                  "account_id": sandbox.bigstock.account_id, "secret_env": DEMO_SECRET_ENV,
                  "lightboxes": [DEMO_LIGHTBOX], "max_purchases_per_run": DEMO_PURCHASES},
             ],
             "destinations": [{"name": "library", "kind": "filesystem", "path": str(library)}],
         }, origin="demo")
-        say(f"syncd demo: a sandbox at {sandbox.url} serves {DEMO_LICENSES} Shutterstock image licenses and a "
-            f"Bigstock lightbox of {DEMO_LIGHTBOX_IMAGES} images (budget: {DEMO_PURCHASES} purchases per pass)")
+        others = ", ".join(f"{count + (media_type == 'audio')} {DEMO_LABELS[media_type]}"
+                           for media_type, count in DEMO_OTHER_MEDIA.items())
+        say(f"syncd demo: a sandbox at {sandbox.url} serves Shutterstock licenses of {DEMO_LICENSES} images, "
+            f"{others} (one track with its stems archive), and a Bigstock lightbox of "
+            f"{DEMO_LIGHTBOX_IMAGES} images (budget: {DEMO_PURCHASES} purchases per pass)")
         store = StateStore(config.state.url)
         sources = build_sources(config, RateGate(config.sync.max_wait))
         destinations = build_destinations(config)

@@ -13,8 +13,11 @@ def test_the_demo_syncs_both_agencies_and_leaves_a_readable_state(tmp_path: Path
     assert result.code == 0, result.stderr[-2000:]
     assert "pass 2: 3 new licenses discovered" in result.stdout
     assets, sidecars = library_files(tmp_path / "demo" / "library")
-    assert len(assets) == len(sidecars) > 30
-    assert {json.loads(p.read_text())["source"] for p in sidecars} == {"shutterstock", "bigstock"}
+    documents = [json.loads(p.read_text()) for p in sidecars]
+    archives = [d["audio"]["shorts_loops_stems"] for d in documents if "shorts_loops_stems" in d.get("audio", {})]
+    assert len(archives) == 1 and len(assets) == len(sidecars) + 1 > 40  # every asset, and the one track's stems
+    assert {d["source"] for d in documents} == {"shutterstock", "bigstock"}
+    assert {d["media_type"] for d in documents} == {"image", "video", "audio", "sfx"}
     status = run_syncd("--config", str(tmp_path / "demo" / "syncd.toml"), "status", "--json", token=None)
     counts = json.loads(status.stdout)["counts"]
     assert counts["synced"] > 30 and counts["queued"] == 0 and counts["failed"] == 0
