@@ -119,10 +119,12 @@ def test_workers_share_one_rate_limit(pg_url: str, tmp_path: Path) -> None:
         served = [c for c in api if c.status != 429]
         refused = [c for c in api if c.status == 429]
         assert len(served) > 40  # the work needed several quota windows
-        # Everyone pauses on what one process learns: a few refusals per quota window at most
-        # (requests already in flight when the quota ran out), not one per request.
+        # Everyone pauses on what one process learns: per quota window, at most the requests
+        # that can be in flight when the quota runs out (4 processes x 4 threads), not one per
+        # request. Measured under load: 12-19 refusals in 3 windows.
         windows = max(1, round((max(c.at for c in api) - min(c.at for c in api)) / 2.0))
-        assert len(refused) <= 8 * windows, (len(refused), windows)
+        in_flight = 4 * 4
+        assert len(refused) <= in_flight * windows, (len(refused), windows)
         window_start, in_window = None, 0
         for call in sorted(served, key=lambda c: c.at):
             if window_start is None or call.at >= window_start + 2.0:
