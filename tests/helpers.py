@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 TOKEN_ENV = "SYNCD_TEST_TOKEN"
+SIDECAR_SCHEMA = json.loads((Path(__file__).parent.parent / "syncd" / "sidecar.schema.json").read_text())
 
 
 def toml_value(value: Any) -> str:
@@ -87,6 +88,16 @@ def library_files(root: Path) -> tuple[list[Path], list[Path]]:
     sidecars = [p for p in files if p.name.endswith(".json")]
     assets = [p for p in files if not p.name.endswith(".json")]
     return assets, sidecars
+
+
+def sidecar_documents(root: Path) -> list[dict[str, Any]]:
+    """Every sidecar under a filesystem destination, each validated against the published JSON Schema."""
+    import jsonschema
+
+    documents = [json.loads(p.read_text()) for p in library_files(root)[1]]
+    for document in documents:
+        jsonschema.validate(document, SIDECAR_SCHEMA)
+    return documents
 
 
 def lose_state(directory: Path) -> None:

@@ -10,9 +10,14 @@ import httpx
 import jsonschema
 
 from syncd.sandbox import FaultRule, Sandbox
-from tests.helpers import library_files, run_syncd, sandbox_config
+from tests.helpers import (
+    SIDECAR_SCHEMA,
+    library_files,
+    run_syncd,
+    sandbox_config,
+    sidecar_documents,
+)
 
-SCHEMA = json.loads((Path(__file__).parent.parent / "syncd" / "sidecar.schema.json").read_text())
 HEADERS = {"Authorization": "Bearer sandbox-token", "User-Agent": "test"}
 ARCHIVE = "shorts_loops_stems"
 
@@ -24,12 +29,8 @@ def _served_archive_sha256(sandbox: Sandbox, license_id: str) -> str:
 
 
 def _sidecars(root: Path) -> dict[str, dict]:
-    documents = {}
-    for path in library_files(root)[1]:
-        document = json.loads(path.read_text())
-        jsonschema.validate(document, SCHEMA)
-        documents[document["media_id"]] = document
-    return documents
+    """The validated sidecars under ``root``, by media id."""
+    return {document["media_id"]: document for document in sidecar_documents(root)}
 
 
 def _archive_downloads(sandbox: Sandbox) -> list:
@@ -118,7 +119,7 @@ def test_in_s3_the_archive_is_its_own_object_with_its_own_sha256(tmp_path: Path,
     keys = sorted(c["Key"] for c in client.list_objects_v2(Bucket=bucket)["Contents"])
     sidecar_key = next(k for k in keys if k.endswith(".json"))
     document = json.loads(client.get_object(Bucket=bucket, Key=sidecar_key)["Body"].read())
-    jsonschema.validate(document, SCHEMA)
+    jsonschema.validate(document, SIDECAR_SCHEMA)
     entry = document["audio"][ARCHIVE]
     assert keys == sorted([document["file"]["key"], entry["key"], sidecar_key])
     head = client.head_object(Bucket=bucket, Key=entry["key"])

@@ -30,6 +30,17 @@ def _kill(process: subprocess.Popen) -> None:
         process.send_signal(signal.SIGKILL)
 
 
+def _sync_killed_after(config: Path, seconds: float) -> bool:
+    """Start `sync` and SIGKILL it after ``seconds``; returns whether it was still running then."""
+    process = _start_sync(config)
+    time.sleep(seconds)
+    killed = process.poll() is None
+    if killed:
+        process.send_signal(signal.SIGKILL)
+    process.wait()
+    return killed
+
+
 def _assert_exactly_once(sandbox: Sandbox, tmp_path: Path, endpoint: str, bucket: str) -> None:
     downloadable = {str(lic["image"]["id"]) for lic in sandbox.licenses("image") if lic.get("is_downloadable", True)}
     assets, sidecars = library_files(tmp_path / "library")
@@ -65,12 +76,7 @@ def test_random_sigkills_lose_nothing_and_duplicate_nothing(tmp_path: Path, s3_b
         config = sandbox_config(tmp_path, sandbox.url, destinations=destinations)
         kills = 0
         for round_number in range(8):
-            process = _start_sync(config)
-            time.sleep(rng.uniform(0.3, 2.0))
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                kills += 1
-            process.wait()
+            kills += _sync_killed_after(config, rng.uniform(0.3, 2.0))
             if round_number == 3:
                 sandbox.add_licenses(5, media_type="image", is_downloadable=True)  # history moves on meanwhile
         assert kills >= 4
@@ -115,14 +121,7 @@ def test_random_sigkills_with_music_and_stems_store_each_file_once(tmp_path: Pat
         destinations = [{"name": "library", "kind": "filesystem", "path": str(tmp_path / "library")},
                         {"name": "archive", "kind": "s3", "bucket": bucket, "endpoint_url": endpoint}]
         config = sandbox_config(tmp_path, sandbox.url, source={"media": ["audio"]}, destinations=destinations)
-        kills = 0
-        for _ in range(6):
-            process = _start_sync(config)
-            time.sleep(rng.uniform(0.4, 1.5))
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                kills += 1
-            process.wait()
+        kills = sum(_sync_killed_after(config, rng.uniform(0.4, 1.5)) for _ in range(6))
         assert kills >= 3
         final = run_syncd("sync", config=config, timeout=300)
         assert final.code == 0, final.stderr[-2000:]

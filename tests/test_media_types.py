@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import httpx
-import jsonschema
 
 from syncd.sandbox import FaultRule, Sandbox
-from tests.helpers import library_files, run_syncd, sandbox_config
+from tests.helpers import run_syncd, sandbox_config, sidecar_documents
 
 ALL = ("image", "video", "audio", "sfx", "editorial_image", "editorial_video")
 FAMILY = {"image": "image/", "video": "video/", "audio": "audio/", "sfx": "audio/",
@@ -19,23 +18,12 @@ EXTENSIONS = {"image": {"jpg", "eps"}, "video": {"mp4", "mov"}, "audio": {"mp3",
               "editorial_image": {"jpg"}, "editorial_video": {"mov", "mp4"}}
 
 
-SCHEMA = json.loads((Path(__file__).parent.parent / "syncd" / "sidecar.schema.json").read_text())
-
-
-def _documents(root: Path) -> list[dict]:
-    """Every sidecar under ``root``, each validated against the published JSON Schema."""
-    documents = [json.loads(p.read_text()) for p in library_files(root)[1]]
-    for document in documents:
-        jsonschema.validate(document, SCHEMA)
-    return documents
-
-
 def test_a_mixed_sync_lands_every_type_with_the_right_bytes_and_sidecar(tmp_path: Path) -> None:
     with Sandbox(seed=61, licenses=5, media_types=ALL) as sandbox:
         config = sandbox_config(tmp_path, sandbox.url, source={"media": ["image", "video", "audio", "sfx", "editorial"]})
         result = run_syncd("sync", config=config)
         assert result.code == 0, result.stderr[-2000:]
-        documents = _documents(tmp_path / "library")
+        documents = sidecar_documents(tmp_path / "library")
         seen = {d["media_type"] for d in documents}
         assert seen == {"image", "video", "audio", "sfx"}  # editorial: no redownload, re-licensing off
         for document in documents:
@@ -60,7 +48,7 @@ def test_editorial_is_relicensed_when_configured_and_keeps_its_byline(tmp_path: 
             "subscription_id": body["data"][0]["id"]})
         result = run_syncd("sync", config=config)
         assert result.code == 0, result.stderr[-2000:]
-        documents = _documents(tmp_path / "library")
+        documents = sidecar_documents(tmp_path / "library")
         assert {d["media_type"] for d in documents} == {"editorial_image", "editorial_video"}
         for document in documents:
             assert document["editorial"] is True
@@ -85,7 +73,7 @@ def test_an_interrupted_large_download_resumes_with_a_range_request(tmp_path: Pa
         assert resumed_from >= size * 0.5  # the second request asked only for the rest
         served = resumed_from + (size - resumed_from)  # what the two answers carried in all
         assert served < 1.5 * size
-        document = _documents(tmp_path / "library")[0]
+        document = sidecar_documents(tmp_path / "library")[0]
         path = tmp_path / "library" / document["file"]["key"]
         assert path.stat().st_size == size == document["file"]["bytes"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == document["file"]["sha256"]
