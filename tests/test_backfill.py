@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,10 +67,15 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(tmp_path: Path) -> Non
             if call.path == "/v2/images/licenses" and call.query.get("page") == ["2"]:
                 threading.Timer(0.7, lambda: process.poll() is None and process.send_signal(signal.SIGKILL)).start()
 
-        sandbox.faults.add(FaultRule(path=r"^/v2/images/licenses$", kind="slow", delay=1.5, after=2, times=1))
+        slow = sandbox.faults.add(FaultRule(path=r"^/v2/images/licenses$", kind="slow", delay=1.5, after=2, times=1))
         sandbox.on_request(kill_after_page_two)
         process.wait(timeout=60)
         sandbox.on_request(lambda call: None)
+        # The killed process's page 3 is logged only when its delay ends: let it land before
+        # counting, or it would look like the resumed walk's first request.
+        deadline = time.monotonic() + 10
+        while slow.fired and not any(c.query.get("page") == ["3"] for c in sandbox.calls) and time.monotonic() < deadline:
+            time.sleep(0.05)
         store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
         assert sum(store.status_counts().values()) == 400
         before = len(sandbox.calls)
