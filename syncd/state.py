@@ -562,9 +562,7 @@ class StateStore:
         sha256: str, size_bytes: int, size: str | None, license_ids: Sequence[str],
     ) -> None:
         """One statement: insert the asset's row at ``destination`` or update the one there."""
-        dialect = session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(StoredAsset).values(
+        statement = _insert(session, StoredAsset).values(
             source=source, media_type=media_type, media_id=media_id, destination=destination, key=key,
             sha256=sha256, bytes=size_bytes, size=size, license_ids=json.dumps(sorted(set(license_ids))),
             stored_at=utcnow())
@@ -585,9 +583,9 @@ class StateStore:
 
     def mark_inventory_complete(self, destination: str) -> None:
         """Record that this state knows every syncd object at ``destination`` from now on."""
-        with self.write() as session:
-            if session.get(DestinationInventory, destination) is None:
-                session.add(DestinationInventory(destination=destination, complete_since=utcnow()))
+        with self.write() as session:  # every process may say so at once: the first one's row stays
+            session.execute(_insert(session, DestinationInventory)
+                            .values(destination=destination, complete_since=utcnow()).on_conflict_do_nothing())
 
     # --- runs and status -----------------------------------------------------------------------
 
@@ -759,6 +757,11 @@ def _ensure_sqlite_dir(url: str) -> None:
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
         Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _insert(session: Session, model: Any) -> Any:
+    """An INSERT with ``on_conflict_do_*`` (one statement, no check-then-insert race between processes)."""
+    return (postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(model)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

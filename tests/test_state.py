@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -150,3 +151,26 @@ def test_a_whole_sync_works_on_each_backend(state_url: str, sandbox: Sandbox, tm
     assert run_syncd("sync", config=config).code == 0
     status = run_syncd("status", config=config)
     assert status.code == 0 and f"synced {counts['synced']}" in status.stdout
+
+
+def test_many_processes_may_mark_a_destination_inventory_complete_at_once(state_url: str) -> None:
+    # Every process starting on an empty destination records it; on PostgreSQL a worker once
+    # died of a duplicate key here (check-then-insert). Separate stores stand for processes.
+    stores = [StateStore(state_url) for _ in range(8)]
+    barrier = threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def mark(store: StateStore) -> None:
+        barrier.wait()
+        try:
+            store.mark_inventory_complete("library")
+        except BaseException as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+
+    threads = [threading.Thread(target=mark, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert all(store.inventory_complete("library") for store in stores)
