@@ -203,3 +203,33 @@ def test_a_track_with_stems_is_one_attachment_and_the_library_copy_keeps_the_arc
     assert len(assets) == 2 and len(sidecars) == 1  # the filesystem keeps the track and its archive
     entry = json.loads(sidecars[0].read_text())["audio"]["shorts_loops_stems"]
     assert (tmp_path / "library" / entry["key"]).stat().st_size == entry["bytes"] == 256 * 1024
+
+
+def test_an_upload_that_loses_the_month_folder_race_is_sent_again(
+        sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    # Concurrent first uploads of a month race to create uploads/YYYY/MM; the loser gets a 500
+    # although the folder exists a moment later (a clean-clone CI run failed on it).
+    with wordpress.upload_folder_faults(3) as served:
+        result = _sync(_config(tmp_path, sandbox, wordpress), wordpress)
+        assert served() == 3
+
+    assert result.code == 0, result.stderr[-3000:]
+    assert set(_by_media_id(wordpress)) == _media_ids(sandbox)  # every asset, none twice
+
+
+def test_an_uploads_folder_wordpress_cannot_create_fails_the_items_with_the_fix(
+        sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    config = _config(tmp_path, sandbox, wordpress)
+    with wordpress.upload_folder_faults(10_000) as served:
+        result = _sync(config, wordpress)
+        assert served() >= 4  # each item was tried more than once
+
+    assert result.code == 1
+    assert wordpress.attachments() == []
+    status = json.loads(run_syncd("status", "--json", config=config).stdout)
+    failed = [p for p in status["problems"] if p["state"] != "skipped"]
+    assert {p["media_id"] for p in failed} == _media_ids(sandbox)  # all queued for the next pass
+    assert all("make wp-content/uploads writable by the web server's user" in p["reason"] for p in failed)
+
+    assert _sync(config, wordpress).code == 0  # once WordPress can write again, the next pass lands all
+    assert set(_by_media_id(wordpress)) == _media_ids(sandbox)

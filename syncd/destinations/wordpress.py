@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
+import stamina
 
 from syncd import USER_AGENT, sidecar
 from syncd.destinations.base import Destination, ObjectInfo, StoredObject
@@ -66,6 +67,7 @@ TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=300.0, pool=60.0)  # PHP
 LICENSES_BEGIN = "<!-- syncd:licenses -->"
 LICENSES_END = "<!-- /syncd:licenses -->"
 TITLE_LIMIT = 150
+UPLOAD_DIR_ATTEMPTS = 4  # the month-folder race settles at once; a permission problem does not
 META_KEYS = ("syncd_source", "syncd_media_type", "syncd_media_id", "syncd_sha256", "syncd_bytes",
              "syncd_key", "syncd_sidecar")
 _LOOKUP_FIELDS = "id,meta,description,source_url,media_details"
@@ -149,13 +151,7 @@ class WordpressDestination(Destination):
             "Content-MD5": md5,
             "Content-Length": str(size),
         }
-        try:
-            with open(path, "rb") as body:
-                response = self._send("POST", MEDIA, params=identity, headers=headers,
-                                      content=_chunks(body), doing=f"upload '{key}'")
-        except OSError as exc:
-            raise DestinationError(self._where(f"cannot upload '{key}': local file {path} is unreadable "
-                                               f"({exc.strerror or exc})")) from exc
+        response = self._upload(key, path, identity, headers)
         if response.status_code != 201:
             raise self._error(response, f"upload '{key}'", key=key, ext=ext, size=size)
         attachment = response.json()
@@ -305,6 +301,30 @@ class WordpressDestination(Destination):
                 f"bytes sha256 {info.sha256}, read {size} bytes); the item will be fetched again"))
         return size, sha256.hexdigest(), md5.hexdigest()
 
+    def _upload(self, key: str, path: Path, identity: dict[str, str], headers: dict[str, Any]) -> httpx.Response:
+        """POST the file; sent again (up to ``UPLOAD_DIR_ATTEMPTS`` times) while WordPress cannot make its month folder.
+
+        Two uploads that are the first of a month race in ``wp_mkdir_p``: both see no
+        ``uploads/YYYY/MM``, both ``mkdir`` it, and the loser answers 500 "Unable to create
+        directory" although the folder now exists. WordPress refuses before it stores anything,
+        so sending the same request again cannot make a second attachment.
+        """
+        try:
+            for attempt in stamina.retry_context(on=_UploadFolderMissing, attempts=UPLOAD_DIR_ATTEMPTS,
+                                                 wait_initial=0.1, wait_max=1.0):
+                with attempt, open(path, "rb") as body:
+                    response = self._send("POST", MEDIA, params=identity, headers=headers,
+                                          content=_chunks(body), doing=f"upload '{key}'")
+                    if _upload_folder_missing(response):
+                        raise _UploadFolderMissing(response)
+                    return response
+        except _UploadFolderMissing as missing:
+            return missing.response
+        except OSError as exc:
+            raise DestinationError(self._where(f"cannot upload '{key}': local file {path} is unreadable "
+                                               f"({exc.strerror or exc})")) from exc
+        raise AssertionError("unreachable")
+
     # --- HTTP ------------------------------------------------------------------------------
 
     def _get(self, route: str, params: dict[str, Any], doing: str) -> httpx.Response:
@@ -445,6 +465,10 @@ class WordpressDestination(Destination):
             hint = ("the upload" + (f" of {size} bytes" if size else "") + " is larger than the server "
                     "accepts: raise PHP's upload_max_filesize and post_max_size (php.ini) and the web server's "
                     "request body limit (nginx client_max_body_size, Apache LimitRequestBody)")
+        elif _upload_folder_missing(response):
+            hint = (f"WordPress could not create its uploads folder {UPLOAD_DIR_ATTEMPTS} times in a row: make "
+                    "wp-content/uploads writable by the web server's user (e.g. chown -R www-data "
+                    "wp-content/uploads) and check the disk is not full; the item will be retried on a later pass")
         elif code == "rest_upload_hash_mismatch":
             hint = "the bytes changed on the way (Content-MD5 mismatch); the item will be retried"
         elif status >= 500:
@@ -453,6 +477,21 @@ class WordpressDestination(Destination):
             hint = "the item will be retried on a later pass"
         target = f" '{key}'" if key and key not in doing else ""
         return DestinationError(self._where(f"cannot {doing}{target}: {said}; {hint}"))
+
+
+class _UploadFolderMissing(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _upload_folder_missing(response: httpx.Response) -> bool:
+    """WordPress's 500 for an uploads folder it could not create (a race between uploads, or permissions)."""
+    if response.status_code < 500:
+        return False
+    body = _json(response)
+    return body.get("code") == "rest_upload_sideload_error" and "Unable to create directory" in str(
+        body.get("message") or "")
 
 
 # --- what the attachment says ---------------------------------------------------------------
