@@ -577,6 +577,7 @@ class Engine:
         first_try = all(item.claims == 0 for item in asset.items)
         present: dict[str, StoredObject | None] = {
             d.name: None for d in need_file if first_try and self._inventory.get(d.name)}
+        known_absent = {name for name in present if stored[name] is None}  # no object of this asset at all
         if ext is not None:
             key = self._key(best, details, ext)
             for destination in need_file:
@@ -606,7 +607,8 @@ class Engine:
                 document = documents[destination.stores_companions]
                 existing = present[destination.name] if destination.name in present else destination.stat(key)
                 if existing is None or existing.sha256 != downloaded.sha256:
-                    destination.put(key, path, replace(info, sidecar=sidecar.decode(document) or {}))
+                    destination.put(key, path, replace(info, sidecar=sidecar.decode(document) or {},
+                                                       known_absent=destination.name in known_absent))
                 if destination.stores_companions:
                     self._put_companions(destination, companions, info)
                 destination.put_sidecar(key, document)  # the sidecar last: it marks the asset complete

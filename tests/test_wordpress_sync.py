@@ -233,3 +233,17 @@ def test_an_uploads_folder_wordpress_cannot_create_fails_the_items_with_the_fix(
 
     assert _sync(config, wordpress).code == 0  # once WordPress can write again, the next pass lands all
     assert set(_by_media_id(wordpress)) == _media_ids(sandbox)
+
+
+def test_a_first_sync_into_an_empty_library_asks_nothing_it_knows(
+        sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    before = len(wordpress.requests())
+
+    result = _sync(_config(tmp_path, sandbox, wordpress), wordpress)
+
+    assert result.code == 0, result.stderr[-3000:]
+    requests = wordpress.requests()[before:]
+    uploads = [r for r in requests if r.startswith("POST /wp-json/wp/v2/media?")]
+    assert len(uploads) == len(_media_ids(sandbox))
+    # The state started empty and so did the library: no asset is looked up before its upload.
+    assert not [r for r in requests if "syncd_asset=" in r or "syncd_key=" in r]

@@ -38,6 +38,9 @@ class ObjectInfo:
     media_id: str
     license_id: str  # the license whose file this is (the largest size wins)
     sidecar: dict[str, Any] = field(default_factory=dict)  # the full sidecar document
+    # The state knows every syncd object at this destination and none of this asset: a
+    # destination that would look the asset up before storing it may skip the question.
+    known_absent: bool = False
 
 
 class Destination(abc.ABC):

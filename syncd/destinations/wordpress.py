@@ -130,7 +130,8 @@ class WordpressDestination(Destination):
     def put(self, key: str, path: Path, info: ObjectInfo) -> StoredObject:
         """Upload ``path`` as a new attachment, unless the asset is in the library already."""
         size, sha256, md5 = self._hash_local(key, path, info)
-        existing = self._by_asset(info.source, info.media_type, info.media_id)
+        # Not asked when the engine knows the library holds nothing of this asset (one request less).
+        existing = None if info.known_absent else self._by_asset(info.source, info.media_type, info.media_id)
         if existing is not None:
             return self._keep(key, existing, info)
         ext = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
