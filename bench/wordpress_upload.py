@@ -8,7 +8,7 @@ emptied media library each time:
 
 - ``syncd sync``: the whole command, sandbox → WordPress (download, state, upload, metadata);
 - ``destination``: syncd's WordPress destination alone on the same files, ``put`` then
-  ``put_sidecar`` per file (the lookup, the upload, the metadata update);
+  ``put_sidecar`` per file (the upload, the metadata update; no lookup: the library is empty);
 - ``plain REST``: one ``POST /wp/v2/media`` per file, raw body, nothing else.
 
 All three run with the same concurrency; the files are the very files syncd uploaded.
@@ -98,7 +98,8 @@ def run_destination(site: WordpressSite, files: list[tuple[Path, dict]], concurr
         data = path.read_bytes()
         info = ObjectInfo(size=len(data), sha256=hashlib.sha256(data).hexdigest(), content_type="image/jpeg",
                           source=document["source"], media_type=document["media_type"],
-                          media_id=document["media_id"], license_id=document["licenses"][0]["id"], sidecar=document)
+                          media_id=document["media_id"], license_id=document["licenses"][0]["id"], sidecar=document,
+                          known_absent=True)  # the library was emptied: what the engine says on a first try
         key = document["file"]["key"]
         destination.put(key, path, info)
         destination.put_sidecar(key, json.dumps(document, ensure_ascii=False, indent=2).encode() + b"\n")

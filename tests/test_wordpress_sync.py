@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -235,8 +237,11 @@ def test_an_uploads_folder_wordpress_cannot_create_fails_the_items_with_the_fix(
     assert set(_by_media_id(wordpress)) == _media_ids(sandbox)
 
 
-def test_a_first_sync_into_an_empty_library_asks_nothing_it_knows(
+def test_a_first_sync_into_an_empty_library_sends_one_request_per_asset(
         sandbox: Sandbox, wordpress: WordpressSite, tmp_path: Path) -> None:
+    # This month's folder exists, as it does after a site's first upload of the month: the race
+    # to create it (an upload sent again) has its own test.
+    (wordpress.content_dir / "uploads" / time.strftime("%Y/%m", time.gmtime())).mkdir(parents=True, exist_ok=True)
     before = len(wordpress.requests())
 
     result = _sync(_config(tmp_path, sandbox, wordpress), wordpress)
@@ -245,5 +250,27 @@ def test_a_first_sync_into_an_empty_library_asks_nothing_it_knows(
     requests = wordpress.requests()[before:]
     uploads = [r for r in requests if r.startswith("POST /wp-json/wp/v2/media?")]
     assert len(uploads) == len(_media_ids(sandbox))
-    # The state started empty and so did the library: no asset is looked up before its upload.
+    # The state started empty and so did the library: no asset is looked up before its upload,
+    # and the upload carries the sidecar and metadata, so no attachment is written twice.
     assert not [r for r in requests if "syncd_asset=" in r or "syncd_key=" in r]
+    assert not [r for r in requests if re.match(r"POST /wp-json/wp/v2/media/\d+", r)]
+
+
+def test_a_file_larger_than_php_memory_limit_uploads(tmp_path: Path) -> None:
+    # WordPress reads a raw request body into one PHP string, so a raw upload is bounded by
+    # memory_limit; a form upload is spooled to disk by PHP, as the media screen's uploads are.
+    small_memory = {"upload_max_filesize": "256M", "post_max_size": "256M", "memory_limit": "64M"}
+    size = 96 * 1024 * 1024
+    with WordpressSite(tmp_path / "site", php_settings=small_memory) as site, \
+            Sandbox(seed=5, licenses=0, media_types=("audio",)) as audio:
+        track = audio.add_licenses(1, media_type="audio", file_bytes=size)[0]
+        config = sandbox_config(tmp_path, audio.url, source={"media": ["audio"]},
+                                destinations=[_wordpress_destination(site)])
+        result = _sync(config, site)
+
+        assert result.code == 0, result.stderr[-3000:]
+        [attachment] = site.attachments()
+        assert attachment["meta"]["syncd_media_id"] == track["audio"]["id"]
+        assert int(attachment["meta"]["syncd_bytes"]) == size
+        stored = site.content_dir / attachment["source_url"].split("/wp-content/", 1)[1]
+        assert stored.stat().st_size == size

@@ -21,10 +21,12 @@ Design
   licensed later) it keeps its file, as the contract says: "an attachment keeps its id and
   file for good". ``stat``, ``get_sidecar`` and ``put_sidecar`` find the attachment by
   its ``syncd_key``.
-* **Upload** is ``POST /wp/v2/media`` with the file as the raw body, streamed from disk,
-  ``Content-Disposition`` as UTF-8 bytes, and ``Content-MD5`` of the bytes whose SHA-256 the
-  engine verified (WordPress refuses a mismatch with 412), so the identity meta rides in the
-  same request's query string: no window in which an attachment exists without it.
+* **Upload** is one form upload, ``POST /wp/v2/media`` as ``multipart/form-data``: the file
+  streamed from disk with ``Content-MD5`` of the bytes whose SHA-256 the engine verified
+  (WordPress refuses a mismatch with 412), and in the same request the identity meta, the
+  sidecar, title, alt text, caption and description: no window in which an attachment
+  exists without its identity, and ``put_sidecar`` has nothing left to write. PHP spools a
+  form upload to disk; a raw body WordPress would read into one string (``memory_limit``).
 * **Metadata.** The first time an attachment is completed (its sidecar written) syncd sets
   the title, alt text (images) and a credit caption ("Photo: contributor 1603781 /
   Shutterstock"); after that they belong to the editors. The description holds a block
@@ -71,6 +73,8 @@ UPLOAD_DIR_ATTEMPTS = 4  # the month-folder race settles at once; a permission p
 META_KEYS = ("syncd_source", "syncd_media_type", "syncd_media_id", "syncd_sha256", "syncd_bytes",
              "syncd_key", "syncd_sidecar")
 _LOOKUP_FIELDS = "id,meta,description,source_url,media_details"
+# What WordPress calls a refused upload: a form upload's error, a raw body's error.
+_UPLOAD_ERRORS = ("rest_upload_unknown_error", "rest_upload_sideload_error")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 # How the credit line names the medium and the agency.
@@ -136,8 +140,7 @@ class WordpressDestination(Destination):
             return self._keep(key, existing, info)
         ext = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
         content_type = info.content_type or content_type_for(ext)
-        identity = {
-            "_fields": "id,meta,description",  # what put_sidecar needs next; less for PHP to prepare
+        fields = {
             "meta[syncd_source]": info.source,
             "meta[syncd_media_type]": info.media_type,
             "meta[syncd_media_id]": info.media_id,
@@ -145,14 +148,15 @@ class WordpressDestination(Destination):
             "meta[syncd_bytes]": str(size),
             "meta[syncd_key]": key,
         }
-        headers = {
-            "Content-Type": content_type,
-            # Raw UTF-8 is what WordPress parses (it refuses RFC 5987 filename*=).
-            "Content-Disposition": f'attachment; filename="{_file_name(key)}"'.encode(),
-            "Content-MD5": md5,
-            "Content-Length": str(size),
-        }
-        response = self._upload(key, path, identity, headers)
+        if info.sidecar:
+            # The whole attachment in one request: its file, identity, sidecar and metadata;
+            # put_sidecar then finds nothing left to write.
+            fields["meta[syncd_sidecar]"] = sidecar.encode(info.sidecar).decode("utf-8")
+            fields["description"] = license_block(info.sidecar)
+            fields.update(first_metadata(info.sidecar))
+        headers = {"Content-MD5": md5}  # of the file part: WordPress refuses a mismatch (412)
+        part = (_file_name(key), content_type)
+        response = self._upload(key, path, part, fields, headers)
         if response.status_code != 201:
             raise self._error(response, f"upload '{key}'", key=key, ext=ext, size=size)
         attachment = response.json()
@@ -175,6 +179,8 @@ class WordpressDestination(Destination):
             raise DestinationError(self._where(
                 f"no attachment holds '{key}': the sidecar is kept with the attachment, so the asset "
                 "is stored first; the item will be retried"))
+        if (attachment.get("meta") or {}).get("syncd_sidecar") == text:
+            return  # written with the upload
         changes: dict[str, Any] = {"meta": {"syncd_sidecar": text}}
         parsed = sidecar.decode(document)
         if parsed is not None:
@@ -302,20 +308,29 @@ class WordpressDestination(Destination):
                 f"bytes sha256 {info.sha256}, read {size} bytes); the item will be fetched again"))
         return size, sha256.hexdigest(), md5.hexdigest()
 
-    def _upload(self, key: str, path: Path, identity: dict[str, str], headers: dict[str, Any]) -> httpx.Response:
-        """POST the file; sent again (up to ``UPLOAD_DIR_ATTEMPTS`` times) while WordPress cannot make its month folder.
+    def _upload(self, key: str, path: Path, part: tuple[str, str], fields: dict[str, str],
+                headers: dict[str, str]) -> httpx.Response:
+        """POST the file as a form upload, streamed from disk; sent again while WordPress cannot make its month folder.
+
+        A form upload (``multipart/form-data``) is what WordPress's own media screen sends: PHP
+        spools the file to disk, so the size limits are the ones admins already raise for it
+        (``upload_max_filesize``, ``post_max_size``) and PHP's ``memory_limit`` does not bound
+        the file, as it does for a raw body (WordPress reads a raw body into one string).
 
         Two uploads that are the first of a month race in ``wp_mkdir_p``: both see no
         ``uploads/YYYY/MM``, both ``mkdir`` it, and the loser answers 500 "Unable to create
         directory" although the folder now exists. WordPress refuses before it stores anything,
-        so sending the same request again cannot make a second attachment.
+        so sending the same request again (up to ``UPLOAD_DIR_ATTEMPTS`` times) cannot make a
+        second attachment.
         """
+        name, content_type = part
         try:
             for attempt in stamina.retry_context(on=_UploadFolderMissing, attempts=UPLOAD_DIR_ATTEMPTS,
                                                  wait_initial=0.1, wait_max=1.0):
                 with attempt, open(path, "rb") as body:
-                    response = self._send("POST", MEDIA, params=identity, headers=headers,
-                                          content=_chunks(body), doing=f"upload '{key}'")
+                    response = self._send("POST", MEDIA, params={"_fields": "id,meta,description"},
+                                          data=fields, files={"file": (name, body, content_type)},
+                                          headers=headers, doing=f"upload '{key}'")
                     if _upload_folder_missing(response):
                         raise _UploadFolderMissing(response)
                     return response
@@ -455,7 +470,7 @@ class WordpressDestination(Destination):
         if status == 403:
             hint = (f"user '{self.username}' may not do this: give the user the Author role or higher (the "
                     "upload_files capability); Authors may change only attachments they uploaded, Editors any")
-        elif code == "rest_upload_sideload_error" and "file type" in message:
+        elif code in _UPLOAD_ERRORS and "file type" in message:
             shown = f".{ext}" if ext else "this type of"
             hint = (f"WordPress does not accept {shown} files for this user; allow the type with an "
                     "upload_mimes filter, e.g. in a must-use plugin: add_filter('upload_mimes', "
@@ -491,7 +506,7 @@ def _upload_folder_missing(response: httpx.Response) -> bool:
     if response.status_code < 500:
         return False
     body = _json(response)
-    return body.get("code") == "rest_upload_sideload_error" and "Unable to create directory" in str(
+    return body.get("code") in _UPLOAD_ERRORS and "Unable to create directory" in str(
         body.get("message") or "")
 
 
