@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from syncd.sandbox import Sandbox
 from syncd.state import StateStore
 from tests.fixtures.wordpress import WordpressSite, wordpress, wordpress_site  # noqa: F401
@@ -274,3 +276,24 @@ def test_a_file_larger_than_php_memory_limit_uploads(tmp_path: Path) -> None:
         assert int(attachment["meta"]["syncd_bytes"]) == size
         stored = site.content_dir / attachment["source_url"].split("/wp-content/", 1)[1]
         assert stored.stat().st_size == size
+
+
+@pytest.mark.parametrize("limits, named", [
+    ({"upload_max_filesize": "1M", "post_max_size": "64M"}, "upload_max_filesize"),
+    ({"upload_max_filesize": "64M", "post_max_size": "1M"}, "post_max_size"),
+])
+def test_a_file_over_php_upload_limits_fails_naming_the_setting(
+        limits: dict[str, str], named: str, tmp_path: Path) -> None:
+    with WordpressSite(tmp_path / "site", php_settings=limits) as site, \
+            Sandbox(seed=6, licenses=0, media_types=("image",)) as images:
+        small = images.add_licenses(1, file_bytes=300 * 1024)[0]
+        large = images.add_licenses(1, file_bytes=3 * 1024 * 1024)[0]
+        config = sandbox_config(tmp_path, images.url, destinations=[_wordpress_destination(site)])
+        result = _sync(config, site)
+
+        assert result.code == 1, result.stderr[-3000:]
+        assert [a["meta"]["syncd_media_id"] for a in site.attachments()] == [str(small["image"]["id"])]
+        status = json.loads(run_syncd("status", "--json", config=config).stdout)
+        [problem] = status["problems"]
+        assert problem["license_id"] == large["id"]
+        assert named in problem["reason"] and "client_max_body_size" in problem["reason"]

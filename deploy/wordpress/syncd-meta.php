@@ -2,7 +2,7 @@
 /**
  * Plugin Name: syncd media identity
  * Description: Keeps syncd's identity of each licensed asset (source, media type, media id, SHA-256, key and its sidecar document) with the attachment, so that syncd never uploads an asset twice and can rebuild its state from the media library.
- * Version: 1.0.0
+ * Version: 1.1.0
  * Requires at least: 5.6
  * Requires PHP: 7.4
  * License: MIT
@@ -16,12 +16,14 @@
  * - adds collection filters to GET /wp/v2/media: syncd_key, syncd_asset
  *   ("source/media_type/media_id") and syncd_has_sidecar, each for such users only;
  * - hides the syncd_* meta from everyone else (the license history is nobody's business);
- * - serves GET /wp-json/syncd/v1/status, which syncd calls to see that this plugin is there.
+ * - serves GET /wp-json/syncd/v1/status, which syncd calls to see that this plugin is there
+ *   and to learn the largest upload PHP accepts (so a larger file is refused by syncd with
+ *   the setting to raise, instead of failing inside WordPress).
  */
 
 defined( 'ABSPATH' ) || exit;
 
-const SYNCD_META_VERSION = '1';
+const SYNCD_META_VERSION = '1.1';
 
 /** The attachment meta keys syncd writes, with their REST types. */
 function syncd_meta_keys() {
@@ -142,6 +144,11 @@ add_action(
 					return array(
 						'plugin'  => 'syncd-meta',
 						'version' => SYNCD_META_VERSION,
+						// The largest upload PHP accepts (the smaller of the two settings, filtered
+						// by upload_size_limit), and the settings themselves, in bytes.
+						'max_upload_bytes'    => (int) wp_max_upload_size(),
+						'upload_max_filesize' => (int) wp_convert_hr_to_bytes( ini_get( 'upload_max_filesize' ) ),
+						'post_max_size'       => (int) wp_convert_hr_to_bytes( ini_get( 'post_max_size' ) ),
 					);
 				},
 			)

@@ -120,6 +120,8 @@ class WordpressDestination(Destination):
         self._ready = False
         self._ready_lock = threading.Lock()
         self._rest_route = False  # True: the site has no pretty permalinks, use ?rest_route=
+        # PHP's upload limits in bytes, as the plugin reports them (plugin 1.1 and later)
+        self._limits: dict[str, int] = {}
         # The attachment a put just created, by key, for the put_sidecar that follows it.
         self._created: dict[str, dict[str, Any]] = {}
         self._created_lock = threading.Lock()
@@ -138,6 +140,7 @@ class WordpressDestination(Destination):
         existing = None if info.known_absent else self._by_asset(info.source, info.media_type, info.media_id)
         if existing is not None:
             return self._keep(key, existing, info)
+        self._refuse_over_limit(key, size)
         ext = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
         content_type = info.content_type or content_type_for(ext)
         fields = {
@@ -308,6 +311,20 @@ class WordpressDestination(Destination):
                 f"bytes sha256 {info.sha256}, read {size} bytes); the item will be fetched again"))
         return size, sha256.hexdigest(), md5.hexdigest()
 
+    def _refuse_over_limit(self, key: str, size: int) -> None:
+        """A file PHP would refuse is not sent: WordPress fails on it without saying why (a 500)."""
+        self._ensure_ready()
+        largest = self._limits.get("max_upload_bytes")
+        if not largest or size <= largest:
+            return
+        settings = ", ".join(f"{name} = {_size(self._limits[name])}" for name in ("upload_max_filesize", "post_max_size")
+                             if self._limits.get(name))
+        raise DestinationError(self._where(
+            f"cannot upload '{key}': it is {_size(size)} and the site accepts uploads up to {_size(largest)} "
+            f"(PHP {settings}): raise upload_max_filesize and post_max_size (php.ini) above the largest "
+            "file, and the web server's request body limit (nginx client_max_body_size, Apache "
+            "LimitRequestBody); the item will be retried on a later pass"))
+
     def _upload(self, key: str, path: Path, part: tuple[str, str], fields: dict[str, str],
                 headers: dict[str, str]) -> httpx.Response:
         """POST the file as a form upload, streamed from disk; sent again while WordPress cannot make its month folder.
@@ -400,6 +417,7 @@ class WordpressDestination(Destination):
     def _require_plugin(self, response: httpx.Response) -> None:
         """Raise unless the probe found the syncd-meta plugin answering for this user."""
         if response.status_code == 200 and _json(response).get("plugin") == "syncd-meta":
+            self._limits = _upload_limits(_json(response))
             return
         if response.is_redirect:
             raise self._redirected(response)
@@ -477,7 +495,8 @@ class WordpressDestination(Destination):
                     f"fn($types) => $types + ['{ext or 'ext'}' => '{content_type_for(ext)}']); "
                     "(README, section WordPress)")
         elif status == 413 or "upload_max_filesize" in message or "post_max_size" in message or (
-                code == "rest_upload_no_data" and size):
+                code in ("rest_upload_no_data", "rest_upload_no_content_disposition") and size):
+            # (PHP drops a form body over post_max_size: WordPress then finds no file in it)
             hint = ("the upload" + (f" of {size} bytes" if size else "") + " is larger than the server "
                     "accepts: raise PHP's upload_max_filesize and post_max_size (php.ini) and the web server's "
                     "request body limit (nginx client_max_body_size, Apache LimitRequestBody)")
@@ -493,6 +512,20 @@ class WordpressDestination(Destination):
             hint = "the item will be retried on a later pass"
         target = f" '{key}'" if key and key not in doing else ""
         return DestinationError(self._where(f"cannot {doing}{target}: {said}; {hint}"))
+
+
+def _upload_limits(status: dict[str, Any]) -> dict[str, int]:
+    """The byte limits the plugin's status reports (none from a plugin before 1.1)."""
+    return {name: value for name in ("max_upload_bytes", "upload_max_filesize", "post_max_size")
+            if isinstance(value := status.get(name), int) and value > 0}
+
+
+def _size(n: int) -> str:
+    """Bytes as people write PHP's settings: 3.0 MiB (3145728 bytes)."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit} ({n} bytes)"
+    return f"{n} bytes"
 
 
 class _UploadFolderMissing(Exception):

@@ -301,6 +301,9 @@ def _replying(status: int, body: dict[str, Any] | str, content_type: str = "appl
            "message": "The uploaded file exceeds the upload_max_filesize directive in php.ini."},
      ["upload_max_filesize", "post_max_size"]),
     (400, {"code": "rest_upload_no_data", "message": "No data supplied."}, ["post_max_size"]),
+    # PHP dropped a form body over post_max_size, so WordPress found no file in it (plugin 1.0: no limits known)
+    (400, {"code": "rest_upload_no_content_disposition", "message": "No Content-Disposition supplied."},
+     ["post_max_size", "client_max_body_size"]),
     (412, {"code": "rest_upload_hash_mismatch", "message": "Content hash did not match expected."},
      ["changed on the way", "retried"]),
     (502, "<html>Bad Gateway</html>", ["HTTP 502", "Bad Gateway", "retried on a later pass"]),
