@@ -586,11 +586,15 @@ class Engine:
             need_file = [d for d in need_file if not self._adopt(asset, d, key, best, licenses, present[d.name])]
             if not need_file:
                 return 0, key, []
+        expected = source.expected_bytes(record, details)
+        if expected is not None:
+            for destination in need_file:  # a file a destination cannot take is not downloaded
+                destination.refuse_size(key or record.license_id, expected)
         path = spool / f"{uuid.uuid4().hex}.part"
         scratch = [path]
         try:
             downloaded = self._download(path, lambda headers: source.open_download(record, headers),
-                                        source.expected_bytes(record, details), record.license_id, opener)
+                                        expected, record.license_id, opener)
             ext = ext or normalise_ext(downloaded.ext) or "bin"
             key = self._key(best, details, ext)
             companions = self._fetch_companions(source, record, key, spool, scratch)

@@ -297,3 +297,4 @@ def test_a_file_over_php_upload_limits_fails_naming_the_setting(
         [problem] = status["problems"]
         assert problem["license_id"] == large["id"]
         assert named in problem["reason"] and "client_max_body_size" in problem["reason"]
+        assert _downloads(images) == 1  # the details gave its size: the large file was not even downloaded

@@ -64,6 +64,9 @@ class Destination(abc.ABC):
     def put(self, key: str, path: Path, info: ObjectInfo) -> StoredObject:
         """Store the verified local file ``path`` at ``key``, atomically, replacing any object."""
 
+    def refuse_size(self, key: str, size: int) -> None:
+        """Raise ``DestinationError`` if a file of ``size`` bytes cannot be stored (asked before a download)."""
+
     @abc.abstractmethod
     def put_sidecar(self, key: str, document: bytes) -> None:
         """Store the sidecar JSON of the asset at ``key`` (at ``key + '.json'``), atomically."""

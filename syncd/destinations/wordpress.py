@@ -140,7 +140,7 @@ class WordpressDestination(Destination):
         existing = None if info.known_absent else self._by_asset(info.source, info.media_type, info.media_id)
         if existing is not None:
             return self._keep(key, existing, info)
-        self._refuse_over_limit(key, size)
+        self.refuse_size(key, size)
         ext = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
         content_type = info.content_type or content_type_for(ext)
         fields = {
@@ -311,8 +311,8 @@ class WordpressDestination(Destination):
                 f"bytes sha256 {info.sha256}, read {size} bytes); the item will be fetched again"))
         return size, sha256.hexdigest(), md5.hexdigest()
 
-    def _refuse_over_limit(self, key: str, size: int) -> None:
-        """A file PHP would refuse is not sent: WordPress fails on it without saying why (a 500)."""
+    def refuse_size(self, key: str, size: int) -> None:
+        """A file PHP would refuse is not sent (nor downloaded): WordPress fails on it without saying why (a 500)."""
         self._ensure_ready()
         largest = self._limits.get("max_upload_bytes")
         if not largest or size <= largest:
