@@ -29,8 +29,9 @@ def run_checks(config: Config, say: Callable[[str], None]) -> bool:
             source.close()
     for destination in build_destinations(config):
         try:
-            destination.check()
-            say(f"ok    destination {destination.name} ({destination.kind}) is writable")
+            detail = destination.check()
+            say(f"ok    destination {destination.name} ({destination.kind}) is writable"
+                + (f"; {detail}" if detail else ""))
         finally:
             destination.close()
     return True

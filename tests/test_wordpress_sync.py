@@ -181,7 +181,7 @@ def test_check_verifies_the_password_and_the_upload_capability(
     result = _sync(config, wordpress, "check")
 
     assert result.code == 0, result.stderr
-    assert "destination wp (wordpress)" in result.stdout
+    assert "destination wp (wordpress) is writable; it accepts uploads up to 512.0 MiB" in result.stdout
     assert wordpress.attachments() == []
     refused = _sync(config, wordpress, "check", password="not-the-password")
     assert refused.code == 3

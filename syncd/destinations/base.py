@@ -86,8 +86,10 @@ class Destination(abc.ABC):
         return True
 
     @abc.abstractmethod
-    def check(self) -> None:
+    def check(self) -> str | None:
         """Prove the destination is reachable and writable without leaving anything behind.
+
+        May return one line worth telling the user (a limit the destination found).
 
         Raises ``ConfigError`` or ``DestinationError`` with a message a user can act on.
         """

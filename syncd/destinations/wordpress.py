@@ -223,8 +223,8 @@ class WordpressDestination(Destination):
                              doing="look for attachments syncd stored")
         return not response.json()
 
-    def check(self) -> None:
-        """Credentials, the ``upload_files`` capability and the plugin, verified without uploading."""
+    def check(self) -> str | None:
+        """Credentials, the ``upload_files`` capability and the plugin, verified without uploading; says PHP's upload limit."""
         try:
             probe = self._discover()
             response = self._send("GET", "/wp/v2/users/me", params={"context": "edit"}, doing="read its own user",
@@ -242,6 +242,10 @@ class WordpressDestination(Destination):
         except DestinationError as exc:
             raise ConfigError(str(exc), key=f"destinations.{self.name}.url") from None
         self._ready = True
+        largest = self._limits.get("max_upload_bytes")
+        if largest is None:
+            return f"update its syncd-meta plugin from {PLUGIN_PATH} so that syncd learns PHP's upload limit"
+        return f"it accepts uploads up to {_size(largest)}"
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
