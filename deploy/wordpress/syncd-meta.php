@@ -149,6 +149,8 @@ add_action(
 						'max_upload_bytes'    => (int) wp_max_upload_size(),
 						'upload_max_filesize' => (int) wp_convert_hr_to_bytes( ini_get( 'upload_max_filesize' ) ),
 						'post_max_size'       => (int) wp_convert_hr_to_bytes( ini_get( 'post_max_size' ) ),
+						// A raw-body upload is read into memory instead (-1: no limit).
+						'memory_limit'        => (int) wp_convert_hr_to_bytes( ini_get( 'memory_limit' ) ),
 					);
 				},
 			)

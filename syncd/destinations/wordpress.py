@@ -21,12 +21,14 @@ Design
   licensed later) it keeps its file, as the contract says: "an attachment keeps its id and
   file for good". ``stat``, ``get_sidecar`` and ``put_sidecar`` find the attachment by
   its ``syncd_key``.
-* **Upload** is one form upload, ``POST /wp/v2/media`` as ``multipart/form-data``: the file
-  streamed from disk with ``Content-MD5`` of the bytes whose SHA-256 the engine verified
-  (WordPress refuses a mismatch with 412), and in the same request the identity meta, the
-  sidecar, title, alt text, caption and description: no window in which an attachment
-  exists without its identity, and ``put_sidecar`` has nothing left to write. PHP spools a
-  form upload to disk; a raw body WordPress would read into one string (``memory_limit``).
+* **Upload** streams the file from disk with ``Content-MD5`` of the bytes whose SHA-256 the
+  engine verified (WordPress refuses a mismatch with 412), and the identity meta in the same
+  request: no window in which an attachment exists without it. Within PHP's form limits
+  (which plugin 1.1 reports) it is one form upload, ``multipart/form-data``, that also
+  carries the sidecar, title, alt text, caption and description, so ``put_sidecar`` has
+  nothing left to write; PHP spools it to disk. A larger file is the raw body (WordPress
+  reads it into one string, so ``memory_limit`` bounds it) and the rest follows in a second
+  request. A file beyond both is refused before the engine downloads it (``refuse_size``).
 * **Metadata.** The first time an attachment is completed (its sidecar written) syncd sets
   the title, alt text (images) and a credit caption ("Photo: contributor 1603781 /
   Shutterstock"); after that they belong to the editors. The description holds a block
@@ -69,6 +71,10 @@ TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=300.0, pool=60.0)  # PHP
 LICENSES_BEGIN = "<!-- syncd:licenses -->"
 LICENSES_END = "<!-- /syncd:licenses -->"
 TITLE_LIMIT = 150
+# A form upload's other fields (sidecar, metadata) count towards post_max_size too.
+FORM_OVERHEAD = 256 * 1024
+# What WordPress itself needs beside a raw body it holds in memory.
+RAW_BODY_HEADROOM = 48 * 1024 * 1024
 UPLOAD_DIR_ATTEMPTS = 4  # the month-folder race settles at once; a permission problem does not
 META_KEYS = ("syncd_source", "syncd_media_type", "syncd_media_id", "syncd_sha256", "syncd_bytes",
              "syncd_key", "syncd_sidecar")
@@ -143,7 +149,7 @@ class WordpressDestination(Destination):
         self.refuse_size(key, size)
         ext = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
         content_type = info.content_type or content_type_for(ext)
-        fields = {
+        identity = {
             "meta[syncd_source]": info.source,
             "meta[syncd_media_type]": info.media_type,
             "meta[syncd_media_id]": info.media_id,
@@ -151,15 +157,26 @@ class WordpressDestination(Destination):
             "meta[syncd_bytes]": str(size),
             "meta[syncd_key]": key,
         }
-        if info.sidecar:
-            # The whole attachment in one request: its file, identity, sidecar and metadata;
-            # put_sidecar then finds nothing left to write.
-            fields["meta[syncd_sidecar]"] = sidecar.encode(info.sidecar).decode("utf-8")
-            fields["description"] = license_block(info.sidecar)
-            fields.update(first_metadata(info.sidecar))
-        headers = {"Content-MD5": md5}  # of the file part: WordPress refuses a mismatch (412)
-        part = (_file_name(key), content_type)
-        response = self._upload(key, path, part, fields, headers)
+        if self._as_form(size):
+            fields = dict(identity)
+            if info.sidecar:
+                # The whole attachment in one request: its file, identity, sidecar and metadata;
+                # put_sidecar then finds nothing left to write.
+                fields["meta[syncd_sidecar]"] = sidecar.encode(info.sidecar).decode("utf-8")
+                fields["description"] = license_block(info.sidecar)
+                fields.update(first_metadata(info.sidecar))
+            response = self._upload(key, path, headers={"Content-MD5": md5}, data=fields, files={
+                "file": (_file_name(key), None, content_type)})  # the file part's body: opened per try
+        else:
+            # Over PHP's form limits (or limits unknown): the file is the raw body, the identity in
+            # the query string; put_sidecar then writes the sidecar and metadata.
+            response = self._upload(key, path, params=identity, headers={
+                "Content-Type": content_type,
+                # Raw UTF-8 is what WordPress parses (it refuses RFC 5987 filename*=).
+                "Content-Disposition": f'attachment; filename="{_file_name(key)}"'.encode(),
+                "Content-MD5": md5,
+                "Content-Length": str(size),
+            })
         if response.status_code != 201:
             raise self._error(response, f"upload '{key}'", key=key, ext=ext, size=size)
         attachment = response.json()
@@ -242,10 +259,16 @@ class WordpressDestination(Destination):
         except DestinationError as exc:
             raise ConfigError(str(exc), key=f"destinations.{self.name}.url") from None
         self._ready = True
-        largest = self._limits.get("max_upload_bytes")
-        if largest is None:
-            return f"update its syncd-meta plugin from {PLUGIN_PATH} so that syncd learns PHP's upload limit"
-        return f"it accepts uploads up to {_size(largest)}"
+        form = self._limits.get("max_upload_bytes")
+        if form is None:
+            return f"update its syncd-meta plugin from {PLUGIN_PATH} so that syncd learns PHP's upload limits"
+        said = f"it accepts form uploads up to {_size(form - FORM_OVERHEAD)}"
+        memory = self._limits.get("memory_limit")
+        if memory is not None and memory < 0:
+            return said + ", larger files as raw bodies (PHP memory_limit is unlimited)"
+        if memory is not None and memory - RAW_BODY_HEADROOM > form - FORM_OVERHEAD:
+            return said + f", larger ones up to {_size(memory - RAW_BODY_HEADROOM)} as raw bodies (PHP memory_limit)"
+        return said
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -318,40 +341,50 @@ class WordpressDestination(Destination):
     def refuse_size(self, key: str, size: int) -> None:
         """A file PHP would refuse is not sent (nor downloaded): WordPress fails on it without saying why (a 500)."""
         self._ensure_ready()
-        largest = self._limits.get("max_upload_bytes")
-        if not largest or size <= largest:
+        if not self._limits or self._as_form(size) or self._as_raw_body(size):
             return
-        settings = ", ".join(f"{name} = {_size(self._limits[name])}" for name in ("upload_max_filesize", "post_max_size")
-                             if self._limits.get(name))
+        settings = ", ".join(f"{name} = {_size(self._limits[name])}"
+                             for name in ("upload_max_filesize", "post_max_size", "memory_limit") if name in self._limits)
         raise DestinationError(self._where(
-            f"cannot upload '{key}': it is {_size(size)} and the site accepts uploads up to {_size(largest)} "
-            f"(PHP {settings}): raise upload_max_filesize and post_max_size (php.ini) above the largest "
-            "file, and the web server's request body limit (nginx client_max_body_size, Apache "
-            "LimitRequestBody); the item will be retried on a later pass"))
+            f"cannot upload '{key}': it is {_size(size)} and the site accepts form uploads up to "
+            f"{_size(self._limits['max_upload_bytes'])} (PHP {settings}): raise upload_max_filesize and "
+            "post_max_size (php.ini) above the largest file, and the web server's request body limit "
+            "(nginx client_max_body_size, Apache LimitRequestBody); the item will be retried on a later pass"))
 
-    def _upload(self, key: str, path: Path, part: tuple[str, str], fields: dict[str, str],
-                headers: dict[str, str]) -> httpx.Response:
-        """POST the file as a form upload, streamed from disk; sent again while WordPress cannot make its month folder.
+    def _as_form(self, size: int) -> bool:
+        """A form upload when PHP's form limits (reported by plugin 1.1) allow this size.
 
-        A form upload (``multipart/form-data``) is what WordPress's own media screen sends: PHP
-        spools the file to disk, so the size limits are the ones admins already raise for it
-        (``upload_max_filesize``, ``post_max_size``) and PHP's ``memory_limit`` does not bound
-        the file, as it does for a raw body (WordPress reads a raw body into one string).
+        PHP spools a form upload to disk, so its size is bounded by ``upload_max_filesize`` and
+        ``post_max_size`` (what the media screen obeys too), not by memory.
+        """
+        largest = self._limits.get("max_upload_bytes")
+        return largest is not None and size + FORM_OVERHEAD <= largest
+
+    def _as_raw_body(self, size: int) -> bool:
+        """A raw body fits: WordPress reads it into one PHP string, so ``memory_limit`` bounds it, not the form limits."""
+        memory = self._limits.get("memory_limit")
+        return memory is not None and (memory < 0 or size + RAW_BODY_HEADROOM <= memory)
+
+    def _upload(self, key: str, path: Path, *, params: dict[str, str] | None = None,
+                files: dict[str, tuple[str, None, str]] | None = None, **kwargs: Any) -> httpx.Response:
+        """POST the file, streamed from disk: as the form's file part when ``files`` names it, else as the raw body.
 
         Two uploads that are the first of a month race in ``wp_mkdir_p``: both see no
         ``uploads/YYYY/MM``, both ``mkdir`` it, and the loser answers 500 "Unable to create
         directory" although the folder now exists. WordPress refuses before it stores anything,
-        so sending the same request again (up to ``UPLOAD_DIR_ATTEMPTS`` times) cannot make a
+        so the same request is sent again (up to ``UPLOAD_DIR_ATTEMPTS`` times); it cannot make a
         second attachment.
         """
-        name, content_type = part
         try:
             for attempt in stamina.retry_context(on=_UploadFolderMissing, attempts=UPLOAD_DIR_ATTEMPTS,
                                                  wait_initial=0.1, wait_max=1.0):
                 with attempt, open(path, "rb") as body:
-                    response = self._send("POST", MEDIA, params={"_fields": "id,meta,description"},
-                                          data=fields, files={"file": (name, body, content_type)},
-                                          headers=headers, doing=f"upload '{key}'")
+                    if files:
+                        kwargs["files"] = {field: (name, body, kind) for field, (name, _, kind) in files.items()}
+                    else:
+                        kwargs["content"] = _chunks(body)
+                    response = self._send("POST", MEDIA, params={"_fields": "id,meta,description", **(params or {})},
+                                          doing=f"upload '{key}'", **kwargs)
                     if _upload_folder_missing(response):
                         raise _UploadFolderMissing(response)
                     return response
@@ -520,12 +553,18 @@ class WordpressDestination(Destination):
 
 def _upload_limits(status: dict[str, Any]) -> dict[str, int]:
     """The byte limits the plugin's status reports (none from a plugin before 1.1)."""
-    return {name: value for name in ("max_upload_bytes", "upload_max_filesize", "post_max_size")
-            if isinstance(value := status.get(name), int) and value > 0}
+    limits = {name: value for name in ("max_upload_bytes", "upload_max_filesize", "post_max_size")
+              if isinstance(value := status.get(name), int) and value > 0}
+    memory = status.get("memory_limit")
+    if limits.get("max_upload_bytes") and isinstance(memory, int) and memory != 0:
+        limits["memory_limit"] = memory  # -1: none
+    return limits
 
 
 def _size(n: int) -> str:
     """Bytes as people write PHP's settings: 3.0 MiB (3145728 bytes)."""
+    if n < 0:
+        return "unlimited"
     for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= factor:
             return f"{n / factor:.1f} {unit} ({n} bytes)"
