@@ -165,8 +165,8 @@ class WordpressDestination(Destination):
                 fields["meta[syncd_sidecar]"] = sidecar.encode(info.sidecar).decode("utf-8")
                 fields["description"] = license_block(info.sidecar)
                 fields.update(first_metadata(info.sidecar))
-            response = self._upload(key, path, headers={"Content-MD5": md5}, data=fields, files={
-                "file": (_file_name(key), None, content_type)})  # the file part's body: opened per try
+            response = self._upload(key, path, form_file=(_file_name(key), content_type), data=fields,
+                                    headers={"Content-MD5": md5})
         else:
             # Over PHP's form limits (or limits unknown): the file is the raw body, the identity in
             # the query string; put_sidecar then writes the sidecar and metadata.
@@ -366,8 +366,8 @@ class WordpressDestination(Destination):
         return memory is not None and (memory < 0 or size + RAW_BODY_HEADROOM <= memory)
 
     def _upload(self, key: str, path: Path, *, params: dict[str, str] | None = None,
-                files: dict[str, tuple[str, None, str]] | None = None, **kwargs: Any) -> httpx.Response:
-        """POST the file, streamed from disk: as the form's file part when ``files`` names it, else as the raw body.
+                form_file: tuple[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        """POST the file, streamed from disk: as the form's part ``form_file`` (name, type) names, else as the raw body.
 
         Two uploads that are the first of a month race in ``wp_mkdir_p``: both see no
         ``uploads/YYYY/MM``, both ``mkdir`` it, and the loser answers 500 "Unable to create
@@ -379,8 +379,8 @@ class WordpressDestination(Destination):
             for attempt in stamina.retry_context(on=_UploadFolderMissing, attempts=UPLOAD_DIR_ATTEMPTS,
                                                  wait_initial=0.1, wait_max=1.0):
                 with attempt, open(path, "rb") as body:
-                    if files:
-                        kwargs["files"] = {field: (name, body, kind) for field, (name, _, kind) in files.items()}
+                    if form_file:
+                        kwargs["files"] = {"file": (form_file[0], body, form_file[1])}
                     else:
                         kwargs["content"] = _chunks(body)
                     response = self._send("POST", MEDIA, params={"_fields": "id,meta,description", **(params or {})},
