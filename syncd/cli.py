@@ -20,6 +20,7 @@ from syncd.errors import ConfigError, SyncdError
 from syncd.http import RateGate, SharedRateGate
 from syncd.logs import setup_logging
 from syncd.redact import redact
+from syncd.sizes import human_bytes
 from syncd.state import StateStore
 from syncd.stopping import StopSignals, exit_after
 
@@ -147,15 +148,6 @@ def _graceful(engine: Any, grace: float) -> StopSignals:
     return StopSignals(first, 130, "syncd: second signal, exiting now (items in flight stay queued)")
 
 
-def _human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1024
-    return f"{size} B"
-
-
 def _print_result(result: PassResult, options: PassOptions) -> None:
     if options.dry_run:
         costs: dict[str, int] = {}
@@ -170,7 +162,7 @@ def _print_result(result: PassResult, options: PassOptions) -> None:
         return
     typer.echo(
         f"{options.command}: {result.discovered} new license(s) discovered; {result.synced} synced "
-        f"({_human_bytes(result.bytes)}), {result.failed} failed, {result.skipped} skipped"
+        f"({human_bytes(result.bytes)}), {result.failed} failed, {result.skipped} skipped"
         + (f", {result.deferred} waiting for a licensing outcome" if result.deferred else "")
     )
     if result.stop is not None:

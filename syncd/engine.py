@@ -10,6 +10,7 @@ destination. Nothing here knows which kind of source or destination it holds.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -54,6 +55,7 @@ from syncd.models import (
 )
 from syncd.naming import KeyTemplate, companion_key, slugify
 from syncd.records import DownloadedFile, LicenseRecord
+from syncd.sizes import human_bytes
 from syncd.sources.base import Source
 from syncd.state import StateStore, to_utc_naive, utcnow
 
@@ -849,6 +851,10 @@ class Engine:
         offered ranges (``Accept-Ranges: bytes``), so a multi-GB video is not fetched twice.
         ``expected`` is the length the metadata announced, if any (catches silent truncation).
         """
+        if expected is not None:
+            free = shutil.disk_usage(path.parent).free
+            if expected > free:
+                raise _no_room(path, expected, free)
         partial = _Partial()
         last: ItemFailed | None = None
         for attempt in range(DOWNLOAD_TRIES):
@@ -880,6 +886,10 @@ class Engine:
                             raise IntegrityError(f"download is longer than the announced {partial.total} bytes")
             except httpx.HTTPError as error:
                 raise IntegrityError(f"download broke off after {partial.received} bytes: {error!r}") from None
+            except OSError as error:
+                if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _no_room(path, partial.total, shutil.disk_usage(path.parent).free) from None
+                raise
         if partial.total is not None and partial.received != partial.total:
             raise IntegrityError(f"download truncated: {partial.received} of {partial.total} bytes")
         if partial.received == 0:
@@ -887,6 +897,16 @@ class Engine:
         ext = sniff(partial.head) or extension_for(partial.content_type)
         return DownloadedFile(bytes=partial.received, sha256=partial.digest.hexdigest(),
                               content_type=_plain_type(partial.content_type, ext), ext=ext)
+
+
+def _no_room(path: Path, size: int | None, free: int) -> ItemFailed:
+    """The spool's disk is too full for this download: say where it is and how to move it."""
+    spool = path.parent.parent
+    what = f"the file is {human_bytes(size)} and " if size else ""
+    return ItemFailed(
+        f"no room to stage the download in {spool}: {what}{human_bytes(free)} is free there; point TMPDIR at a "
+        "disk with room for [sync] concurrency times the largest file (systemd: Environment=TMPDIR=...; "
+        "Kubernetes: the emptyDir's sizeLimit); the item will be retried on a later pass")
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from syncd.destinations.base import Destination, ObjectInfo, StoredObject
 from syncd.errors import AuthError, ConfigError, DestinationError
 from syncd.http import is_loopback
 from syncd.media import content_type_for
+from syncd.sizes import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -262,12 +263,13 @@ class WordpressDestination(Destination):
         form = self._limits.get("max_upload_bytes")
         if form is None:
             return f"update its syncd-meta plugin from {PLUGIN_PATH} so that syncd learns PHP's upload limits"
-        said = f"it accepts form uploads up to {_size(form - FORM_OVERHEAD)}"
+        said = f"it accepts form uploads up to {human_bytes(form - FORM_OVERHEAD, exact=True)}"
         memory = self._limits.get("memory_limit")
         if memory is not None and memory < 0:
             return said + ", larger files as raw bodies (PHP memory_limit is unlimited)"
         if memory is not None and memory - RAW_BODY_HEADROOM > form - FORM_OVERHEAD:
-            return said + f", larger ones up to {_size(memory - RAW_BODY_HEADROOM)} as raw bodies (PHP memory_limit)"
+            raw = human_bytes(memory - RAW_BODY_HEADROOM, exact=True)
+            return said + f", larger ones up to {raw} as raw bodies (PHP memory_limit)"
         return said
 
     def close(self) -> None:
@@ -343,11 +345,11 @@ class WordpressDestination(Destination):
         self._ensure_ready()
         if not self._limits or self._as_form(size) or self._as_raw_body(size):
             return
-        settings = ", ".join(f"{name} = {_size(self._limits[name])}"
+        settings = ", ".join(f"{name} = {human_bytes(self._limits[name], exact=True)}"
                              for name in ("upload_max_filesize", "post_max_size", "memory_limit") if name in self._limits)
         raise DestinationError(self._where(
-            f"cannot upload '{key}': it is {_size(size)} and the site accepts form uploads up to "
-            f"{_size(self._limits['max_upload_bytes'])} (PHP {settings}): raise upload_max_filesize and "
+            f"cannot upload '{key}': it is {human_bytes(size, exact=True)} and the site accepts form uploads up to "
+            f"{human_bytes(self._limits['max_upload_bytes'], exact=True)} (PHP {settings}): raise upload_max_filesize and "
             "post_max_size (php.ini) above the largest file, and the web server's request body limit "
             "(nginx client_max_body_size, Apache LimitRequestBody); the item will be retried on a later pass"))
 
@@ -559,16 +561,6 @@ def _upload_limits(status: dict[str, Any]) -> dict[str, int]:
     if limits.get("max_upload_bytes") and isinstance(memory, int) and memory != 0:
         limits["memory_limit"] = memory  # -1: none
     return limits
-
-
-def _size(n: int) -> str:
-    """Bytes as people write PHP's settings: 3.0 MiB (3145728 bytes)."""
-    if n < 0:
-        return "unlimited"
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= factor:
-            return f"{n / factor:.1f} {unit} ({n} bytes)"
-    return f"{n} bytes"
 
 
 class _UploadFolderMissing(Exception):
