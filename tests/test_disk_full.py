@@ -67,7 +67,8 @@ def test_a_spool_disk_filling_up_mid_download_fails_that_item_only(small_tmpdir:
         [large] = sandbox.add_licenses(1, file_bytes=3 * 1024 * 1024)
         # Without details the download's size is known only from its answer: the disk fills mid-way.
         sandbox.faults.add(FaultRule(path=r"^/v2/images$", kind="status", status=503, times=-1))
-        config = sandbox_config(tmp_path, sandbox.url)
+        # One at a time: a small file downloading beside the large one would meet the full disk too.
+        config = sandbox_config(tmp_path, sandbox.url, sync={"concurrency": 1})
 
         result = run_syncd("sync", config=config, env={"TMPDIR": str(small_tmpdir)})
 
@@ -78,3 +79,22 @@ def test_a_spool_disk_filling_up_mid_download_fails_that_item_only(small_tmpdir:
         assert f"no room to stage the download in {small_tmpdir}" in problem["reason"]
         assert "internal error" not in problem["reason"]
         assert list(small_tmpdir.iterdir()) == []  # the partial download was removed
+
+
+def test_a_file_larger_than_the_library_disk_fails_before_its_download(small_tmpdir: Path, tmp_path: Path) -> None:
+    with Sandbox(seed=43, licenses=0) as sandbox:
+        small = sandbox.add_licenses(2, file_bytes=200 * 1024)
+        [large] = sandbox.add_licenses(1, file_bytes=3 * 1024 * 1024)
+        library = small_tmpdir / "library"
+        config = sandbox_config(tmp_path, sandbox.url, destinations=[
+            {"name": "library", "kind": "filesystem", "path": str(library)}])
+
+        result = run_syncd("sync", config=config)
+
+        assert result.code == 1, result.stderr[-3000:]
+        assert len(library_files(library)[0]) == len(small)
+        [problem] = _problems(config)
+        assert problem["license_id"] == large["id"]
+        assert f"filesystem destination 'library' at {library}" in problem["reason"]
+        assert "it is 3.0 MiB and" in problem["reason"] and "is free there" in problem["reason"]
+        assert len([c for c in sandbox.calls if c.path.startswith("/download/")]) == len(small)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat as stat_module
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from syncd.destinations.base import (
     StoredObject,
 )
 from syncd.errors import ConfigError, DestinationError
+from syncd.sizes import human_bytes
 
 CHUNK_SIZE = 1024 * 1024
 TEMP_MARKER = ".syncd-tmp-"
@@ -95,6 +97,17 @@ class FilesystemDestination(Destination):
         except OSError as exc:
             raise DestinationError(self._describe(key, f"cannot write it: {_reason(exc)}")) from exc
         return StoredObject(key=key, bytes=size, sha256=sha256)
+
+    def refuse_size(self, key: str, size: int) -> None:
+        """A file larger than the free space under the root is not downloaded for nothing."""
+        existing = next((p for p in (self.root, *self.root.parents) if p.is_dir()), None)
+        if existing is None:
+            return
+        free = shutil.disk_usage(existing).free
+        if size > free:
+            raise DestinationError(self._describe(key, (
+                f"cannot be stored: it is {human_bytes(size)} and {human_bytes(free)} is free there; free space "
+                "or move the library to a larger disk; the item will be retried on a later pass")))
 
     def put_sidecar(self, key: str, document: bytes) -> None:
         """Write ``key.json`` atomically."""
