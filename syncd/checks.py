@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -11,12 +15,14 @@ from syncd.config import Config
 from syncd.errors import AuthError, ConfigError, SyncdError, UpstreamUnreachable
 from syncd.http import RateGate
 from syncd.runtime import build_destinations, build_sources
+from syncd.sizes import human_bytes
 
 
 def run_checks(config: Config, say: Callable[[str], None]) -> bool:
     """Print one line per check; raise the first error that decides the exit code."""
     say("ok    configuration is valid")
     _check_state(config, say)
+    _check_spool(say)
     gate = RateGate(config.sync.max_wait)
     for source in build_sources(config, gate):
         try:
@@ -35,6 +41,19 @@ def run_checks(config: Config, say: Callable[[str], None]) -> bool:
         finally:
             destination.close()
     return True
+
+
+def _check_spool(say: Callable[[str], None]) -> None:
+    """Where downloads are staged (``$TMPDIR``): usable, and how much room it has."""
+    wanted = os.environ.get("TMPDIR")
+    directory = Path(tempfile.gettempdir())  # the first usable of $TMPDIR, /tmp, /var/tmp ...
+    if wanted and directory != Path(wanted):
+        # tempfile passes over an unusable TMPDIR silently: the spool would land elsewhere.
+        raise ConfigError(f"{wanted} is missing or not writable, so downloads would be staged in {directory} "
+                          "instead; create it or point TMPDIR at a writable directory on a disk with room",
+                          key="TMPDIR")
+    free = shutil.disk_usage(directory).free
+    say(f"ok    spool: downloads are staged in {directory} (TMPDIR), {human_bytes(free)} free")
 
 
 def _check_state(config: Config, say: Callable[[str], None]) -> None:

@@ -98,3 +98,18 @@ def test_a_file_larger_than_the_library_disk_fails_before_its_download(small_tmp
         assert f"filesystem destination 'library' at {library}" in problem["reason"]
         assert "it is 3.0 MiB and" in problem["reason"] and "is free there" in problem["reason"]
         assert len([c for c in sandbox.calls if c.path.startswith("/download/")]) == len(small)
+
+
+def test_check_says_where_downloads_are_staged_and_refuses_an_unusable_tmpdir(
+        small_tmpdir: Path, tmp_path: Path) -> None:
+    with Sandbox(seed=44, licenses=1) as sandbox:
+        config = sandbox_config(tmp_path, sandbox.url)
+
+        result = run_syncd("check", config=config, env={"TMPDIR": str(small_tmpdir)})
+        assert result.code == 0, result.stderr
+        assert f"spool: downloads are staged in {small_tmpdir} (TMPDIR), 2.0 MiB free" in result.stdout
+
+        missing = tmp_path / "no-such-dir"
+        refused = run_syncd("check", config=config, env={"TMPDIR": str(missing)})
+        assert refused.code == 2
+        assert f"TMPDIR: {missing} is missing or not writable" in refused.stderr
