@@ -67,7 +67,11 @@ DOWNLOAD_TRIES = 3  # per attempt: a truncated body or an expired link gets a fr
 LEASE = timedelta(seconds=60)
 LEASE_RENEW_SECONDS = 20.0
 PLAN_BATCH = 2000  # items planned per round: a backfill of millions never sits in memory at once
-WAIT_FOR_WORKERS = 1.0  # seconds between looks at what workers still hold
+# Seconds between looks at the shared queue: what workers still hold (the discovering
+# process) or what is due (an idle worker). Each look is one indexed query; a second of
+# idling at each end of a pass was a fifth of a four-process pass in bench/workers_scaling.py.
+SHARED_POLL = 0.2
+DEAD_LEASE_SWEEP = 1.0  # seconds between sweeps for leases of processes of this host that died
 DEFER = timedelta(minutes=5)  # a deferred item is looked at again by the daemon after this
 RECONCILE_PATIENCE = timedelta(hours=6)  # how long a licensing call's license may take to show in the history
 Opener = Callable[[dict[str, str]], AbstractContextManager[httpx.Response]]  # headers → streaming response
@@ -194,6 +198,7 @@ class Engine:
         self._fatal: Fatal | None = None
         self._lock = threading.Lock()
         self._inventory: dict[str, bool] = {}
+        self._last_sweep = float("-inf")
         self._relicensed: dict[str, int] = {}  # licensing calls this pass, per source
         self._allotment: dict[str, int | None] = {}
         self._renewer: threading.Thread | None = None
@@ -357,11 +362,12 @@ class Engine:
 
     # --- planning and the worker pool ----------------------------------------------------------
 
-    def _plan(self, options: PassOptions, untouched_since: datetime | None = None, limit: int | None = None) -> list[AssetWork]:
+    def _plan(self, options: PassOptions, untouched_since: datetime | None = None, limit: int | None = None,
+              include_skipped: bool = True) -> list[AssetWork]:
         sources = {s.name: s for s in self._selected_sources(options)}
         planned_at = utcnow()
         items = self.store.due_items(list(sources), respect_backoff=options.respect_backoff,
-                                     untouched_since=untouched_since, limit=limit)
+                                     untouched_since=untouched_since, limit=limit, include_skipped=include_skipped)
         items = [i for i in items if i.media_type in self._selected_media(sources[i.source], options)]
         assets: dict[tuple[str, str, str], AssetWork] = {}
         for item in items:
@@ -399,24 +405,33 @@ class Engine:
             if not self.store.leased_by_others(sources, self.owner):
                 result.failed += self.store.unfinished_since(sources, started, exclude=result.handled)
                 return
-            self._stop.wait(WAIT_FOR_WORKERS)
-            self.store.release_dead_leases()  # a worker killed on this host: take its items now
+            self._stop.wait(SHARED_POLL)
+            self._sweep_dead_leases()  # a worker killed on this host: take its items now
 
-    def work_forever(self, options: PassOptions, poll: float = 1.0) -> PassResult:
+    def work_forever(self, options: PassOptions, poll: float = SHARED_POLL) -> PassResult:
         """`syncd worker`: take due items from the shared queue until asked to stop."""
         result = PassResult()
         self._inventory = {d.name: self._knows_inventory(d) for d in self.destinations}
         while not self._stop.is_set():
-            work = self._plan(options, limit=PLAN_BATCH)
+            # Skipped items are reconsidered once per pass, by the discovering process; taken
+            # here, an idle worker would reconsider them over and over (dozens of times a second).
+            work = self._plan(options, limit=PLAN_BATCH, include_skipped=False)
             if work:
                 self._run_pool(work, result)
             else:
                 self._stop.wait(poll)
-                self.store.release_dead_leases()
+                self._sweep_dead_leases()
             if self._fatal is not None:
                 result.stop = self._fatal
                 break
         return result
+
+    def _sweep_dead_leases(self) -> None:
+        """Free the leases of dead processes of this host, at most every ``DEAD_LEASE_SWEEP`` seconds."""
+        now = time.monotonic()
+        if now - self._last_sweep >= DEAD_LEASE_SWEEP:
+            self._last_sweep = now
+            self.store.release_dead_leases()
 
     def _run_pool(self, work: list[AssetWork], result: PassResult) -> None:
         spool = Path(tempfile.mkdtemp(prefix="syncd-spool-"))

@@ -255,10 +255,12 @@ class StateStore:
     # --- the queue ------------------------------------------------------------------------------
 
     def due_items(self, sources: Sequence[str], *, respect_backoff: bool, now: datetime | None = None,
-                  untouched_since: datetime | None = None, limit: int | None = None) -> list[Item]:
+                  untouched_since: datetime | None = None, limit: int | None = None,
+                  include_skipped: bool = True) -> list[Item]:
         """Items to work on: in progress (and due), or skipped (reconsidered every pass), not leased.
 
         ``untouched_since`` leaves out items already handled since then (by this pass or a worker).
+        ``include_skipped=False`` leaves skipped items to the passes of the discovering process.
         """
         now = now or utcnow()
         queued = col(Item.status).in_(IN_PROGRESS)
@@ -267,7 +269,8 @@ class StateStore:
         free = or_(col(Item.lease_owner).is_(None), col(Item.lease_expires_at) < now)
         query = (
             select(Item)
-            .where(col(Item.source).in_(list(sources)), or_(queued, Item.status == SKIPPED), free)
+            .where(col(Item.source).in_(list(sources)), or_(queued, Item.status == SKIPPED) if include_skipped
+                   else queued, free)
             .order_by(col(Item.licensed_at).desc(), col(Item.id).desc())
         )
         if untouched_since is not None:

@@ -131,3 +131,24 @@ def test_workers_share_one_rate_limit(pg_url: str, tmp_path: Path) -> None:
                 window_start, in_window = call.at, 0
             in_window += 1
             assert in_window <= 40
+
+
+def test_an_idle_worker_leaves_skipped_items_to_the_passes(pg_url: str, tmp_path: Path) -> None:
+    # Skipped items are reconsidered once per pass; a worker that took them reconsidered them
+    # over and over (177 attempts in 4 s for 3 items, each a write and a log line).
+    with Sandbox(seed=54, licenses=0) as sandbox:
+        sandbox.add_licenses(4, media_type="image", is_downloadable=True, file_bytes=4 * 1024)
+        sandbox.add_licenses(3, media_type="image", is_downloadable=False)
+        config = sandbox_config(tmp_path, sandbox.url, state_url=pg_url)
+        leader = run_syncd("sync", config=config)
+        assert leader.code == 0, leader.stderr[-2000:]
+        assert StateStore(pg_url).status_counts()["skipped"] == 3
+        worker = _worker(config)
+        try:
+            time.sleep(3)
+        finally:
+            assert _stop([worker]) == [0]
+        attempts = [line for line in _tail(worker).splitlines() if '"event": "item"' in line]
+        assert attempts == []
+        again = run_syncd("sync", config=config)  # the next pass still reconsiders them
+        assert again.code == 0 and "3 skipped" in again.stdout, again.stdout
