@@ -68,8 +68,8 @@ LEASE = timedelta(seconds=60)
 LEASE_RENEW_SECONDS = 20.0
 PLAN_BATCH = 2000  # items planned per round: a backfill of millions never sits in memory at once
 # Seconds between looks at the shared queue: what workers still hold (the discovering
-# process) or what is due (an idle worker). Each look is one indexed query; a second of
-# idling at each end of a pass was a fifth of a four-process pass in bench/workers_scaling.py.
+# process) or what is due (an idle worker). Each look is one indexed query; a longer wait is
+# time a pass can sit idle at its start (workers) and its end (the discovering process).
 SHARED_POLL = 0.2
 DEAD_LEASE_SWEEP = 1.0  # seconds between sweeps for leases of processes of this host that died
 DEFER = timedelta(minutes=5)  # a deferred item is looked at again by the daemon after this

@@ -266,11 +266,11 @@ class StateStore:
         queued = col(Item.status).in_(IN_PROGRESS)
         if respect_backoff:
             queued = queued & or_(col(Item.next_attempt_at).is_(None), col(Item.next_attempt_at) <= now)
+        wanted = or_(queued, Item.status == SKIPPED) if include_skipped else queued
         free = or_(col(Item.lease_owner).is_(None), col(Item.lease_expires_at) < now)
         query = (
             select(Item)
-            .where(col(Item.source).in_(list(sources)), or_(queued, Item.status == SKIPPED) if include_skipped
-                   else queued, free)
+            .where(col(Item.source).in_(list(sources)), wanted, free)
             .order_by(col(Item.licensed_at).desc(), col(Item.id).desc())
         )
         if untouched_since is not None:

@@ -242,7 +242,10 @@ class WordpressDestination(Destination):
         return not response.json()
 
     def check(self) -> str | None:
-        """Credentials, the ``upload_files`` capability and the plugin, verified without uploading; says PHP's upload limit."""
+        """Credentials, the ``upload_files`` capability and the plugin, verified without uploading.
+
+        Returns what PHP's upload limits allow (or that the plugin is too old to say).
+        """
         try:
             probe = self._discover()
             response = self._send("GET", "/wp/v2/users/me", params={"context": "edit"}, doing="read its own user",
@@ -346,10 +349,12 @@ class WordpressDestination(Destination):
         if not self._limits or self._as_form(size) or self._as_raw_body(size):
             return
         settings = ", ".join(f"{name} = {human_bytes(self._limits[name], exact=True)}"
-                             for name in ("upload_max_filesize", "post_max_size", "memory_limit") if name in self._limits)
+                             for name in ("upload_max_filesize", "post_max_size", "memory_limit")
+                             if name in self._limits)
+        largest = human_bytes(self._limits["max_upload_bytes"], exact=True)
         raise DestinationError(self._where(
             f"cannot upload '{key}': it is {human_bytes(size, exact=True)} and the site accepts form uploads up to "
-            f"{human_bytes(self._limits['max_upload_bytes'], exact=True)} (PHP {settings}): raise upload_max_filesize and "
+            f"{largest} (PHP {settings}): raise upload_max_filesize and "
             "post_max_size (php.ini) above the largest file, and the web server's request body limit "
             "(nginx client_max_body_size, Apache LimitRequestBody); the item will be retried on a later pass"))
 
@@ -363,7 +368,7 @@ class WordpressDestination(Destination):
         return largest is not None and size + FORM_OVERHEAD <= largest
 
     def _as_raw_body(self, size: int) -> bool:
-        """A raw body fits: WordPress reads it into one PHP string, so ``memory_limit`` bounds it, not the form limits."""
+        """Whether a raw body fits: WordPress reads it into one PHP string, so ``memory_limit`` bounds it."""
         memory = self._limits.get("memory_limit")
         return memory is not None and (memory < 0 or size + RAW_BODY_HEADROOM <= memory)
 
