@@ -62,6 +62,22 @@ def test_non_downloadable_licenses_are_skipped_with_a_reason(sandbox: Sandbox, t
     assert all("re-licensing is off" in p["reason"] for p in skipped)
 
 
+def test_an_item_still_skipped_for_the_same_reason_is_not_logged_again(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.add_licenses(2, media_type="image", is_downloadable=False)
+    config = sandbox_config(tmp_path, sandbox.url)
+    first = run_syncd("sync", config=config)
+    skipped = [line for line in first.stderr.splitlines() if '"outcome": "skipped"' in line]
+    assert len(skipped) >= 2
+
+    again = run_syncd("sync", config=config)  # reconsidered, still skipped, for the same reason
+
+    assert again.code == 0
+    assert f"{len(skipped)} skipped" in again.stdout  # still counted in the summary
+    assert '"outcome": "skipped"' not in again.stderr  # but not one log line per item every pass
+    verbose = run_syncd("-v", "sync", config=config)
+    assert verbose.stderr.count('"outcome": "skipped"') == len(skipped)  # -v shows them
+
+
 def test_a_no_op_pass_makes_one_list_call_per_media_type(sandbox: Sandbox, tmp_path: Path) -> None:
     config = sandbox_config(tmp_path, sandbox.url)
     assert run_syncd("sync", config=config).code == 0
