@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from syncd.sandbox import Sandbox
 from syncd.state import StateStore
@@ -279,17 +279,23 @@ def test_a_file_larger_than_php_memory_limit_uploads(tmp_path: Path) -> None:
         assert stored.stat().st_size == size
 
 
+@contextlib.contextmanager
+def _small_and_large_image(tmp_path: Path, php_settings: dict[str, str]) -> Iterator[tuple[Any, ...]]:
+    """A site with these PHP settings, a sandbox licensing a 300 KB and (newer) a 3 MB image, and one sync."""
+    with WordpressSite(tmp_path / "site", php_settings=php_settings) as site, \
+            Sandbox(seed=6, licenses=0, media_types=("image",)) as images:
+        images.add_licenses(1, file_bytes=300 * 1024)
+        images.add_licenses(1, file_bytes=3 * 1024 * 1024)
+        config = sandbox_config(tmp_path, images.url, destinations=[_wordpress_destination(site)])
+        yield site, images, config, _sync(config, site)
+
+
 def test_a_file_over_php_form_limits_goes_as_a_raw_body_when_memory_allows(tmp_path: Path) -> None:
     # Debian's php.ini has upload_max_filesize = 2M: stock images are larger, and such sites
     # took them as raw bodies before syncd used form uploads.
     limits = {"upload_max_filesize": "1M", "post_max_size": "8M", "memory_limit": "128M"}
-    with WordpressSite(tmp_path / "site", php_settings=limits) as site, \
-            Sandbox(seed=6, licenses=0, media_types=("image",)) as images:
-        small = images.add_licenses(1, file_bytes=300 * 1024)[0]
-        large = images.add_licenses(1, file_bytes=3 * 1024 * 1024)[0]
-        config = sandbox_config(tmp_path, images.url, destinations=[_wordpress_destination(site)])
-        result = _sync(config, site)
-
+    with _small_and_large_image(tmp_path, limits) as (site, images, config, result):
+        small, large = images.licenses("image")[1], images.licenses("image")[0]
         assert result.code == 0, result.stderr[-3000:]
         attachments = _by_media_id(site)
         assert set(attachments) == {str(small["image"]["id"]), str(large["image"]["id"])}
@@ -305,13 +311,8 @@ def test_a_file_over_php_form_limits_goes_as_a_raw_body_when_memory_allows(tmp_p
 
 def test_a_file_over_every_php_limit_is_refused_naming_the_settings_and_not_downloaded(tmp_path: Path) -> None:
     limits = {"upload_max_filesize": "1M", "post_max_size": "1M", "memory_limit": "40M"}
-    with WordpressSite(tmp_path / "site", php_settings=limits) as site, \
-            Sandbox(seed=6, licenses=0, media_types=("image",)) as images:
-        small = images.add_licenses(1, file_bytes=300 * 1024)[0]
-        large = images.add_licenses(1, file_bytes=3 * 1024 * 1024)[0]
-        config = sandbox_config(tmp_path, images.url, destinations=[_wordpress_destination(site)])
-        result = _sync(config, site)
-
+    with _small_and_large_image(tmp_path, limits) as (site, images, config, result):
+        small, large = images.licenses("image")[1], images.licenses("image")[0]
         assert result.code == 1, result.stderr[-3000:]
         assert [a["meta"]["syncd_media_id"] for a in site.attachments()] == [str(small["image"]["id"])]
         status = json.loads(run_syncd("status", "--json", config=config).stdout)
