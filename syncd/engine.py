@@ -524,9 +524,10 @@ class Engine:
             result.handled.update(ids)
         # An item still skipped for the same reason is reconsidered every pass: said once, at info.
         unchanged = outcome == "skipped" and all(i.status == SKIPPED and i.reason == reason for i in asset.items)
-        (log.debug if unchanged else log.info)("item", outcome=outcome, source=asset.source.name, media_type=asset.media_type,
-                 media_id=asset.media_id, license_ids=[i.license_id for i in asset.items], key=key,
-                 bytes=size, duration=round(time.monotonic() - started, 3), reason=reason)
+        say = log.debug if unchanged else log.info
+        say("item", outcome=outcome, source=asset.source.name, media_type=asset.media_type,
+            media_id=asset.media_id, license_ids=[i.license_id for i in asset.items], key=key,
+            bytes=size, duration=round(time.monotonic() - started, 3), reason=reason)
         self.reporter.item_done(outcome, size, source=asset.source.name, media_type=asset.media_type,
                                 destinations=tuple(d.name for d in self.destinations) if outcome == "synced" else (),
                                 items=len(ids))

@@ -263,16 +263,14 @@ class WordpressDestination(Destination):
         except DestinationError as exc:
             raise ConfigError(str(exc), key=f"destinations.{self.name}.url") from None
         self._ready = True
-        form = self._limits.get("max_upload_bytes")
+        form, raw = self._form_limit(), self._raw_limit()
         if form is None:
             return f"update its syncd-meta plugin from {PLUGIN_PATH} so that syncd learns PHP's upload limits"
-        said = f"it accepts form uploads up to {human_bytes(form - FORM_OVERHEAD, exact=True)}"
-        memory = self._limits.get("memory_limit")
-        if memory is not None and memory < 0:
+        said = f"it accepts form uploads up to {human_bytes(form, exact=True)}"
+        if raw is not None and raw < 0:
             return said + ", larger files as raw bodies (PHP memory_limit is unlimited)"
-        if memory is not None and memory - RAW_BODY_HEADROOM > form - FORM_OVERHEAD:
-            raw = human_bytes(memory - RAW_BODY_HEADROOM, exact=True)
-            return said + f", larger ones up to {raw} as raw bodies (PHP memory_limit)"
+        if raw is not None and raw > form:
+            return said + f", larger ones up to {human_bytes(raw, exact=True)} as raw bodies (PHP memory_limit)"
         return said
 
     def close(self) -> None:
@@ -359,18 +357,28 @@ class WordpressDestination(Destination):
             "(nginx client_max_body_size, Apache LimitRequestBody); the item will be retried on a later pass"))
 
     def _as_form(self, size: int) -> bool:
-        """A form upload when PHP's form limits (reported by plugin 1.1) allow this size.
+        """Whether PHP's form limits (reported by plugin 1.1) allow a form upload of this size.
 
         PHP spools a form upload to disk, so its size is bounded by ``upload_max_filesize`` and
         ``post_max_size`` (what the media screen obeys too), not by memory.
         """
-        largest = self._limits.get("max_upload_bytes")
-        return largest is not None and size + FORM_OVERHEAD <= largest
+        limit = self._form_limit()
+        return limit is not None and size <= limit
 
     def _as_raw_body(self, size: int) -> bool:
         """Whether a raw body fits: WordPress reads it into one PHP string, so ``memory_limit`` bounds it."""
+        limit = self._raw_limit()
+        return limit is not None and (limit < 0 or size <= limit)
+
+    def _form_limit(self) -> int | None:
+        """The largest file a form upload can carry beside its other fields; None: not known."""
+        largest = self._limits.get("max_upload_bytes")
+        return None if largest is None else largest - FORM_OVERHEAD
+
+    def _raw_limit(self) -> int | None:
+        """The largest raw body PHP's memory holds (-1: no limit); None: not known."""
         memory = self._limits.get("memory_limit")
-        return memory is not None and (memory < 0 or size + RAW_BODY_HEADROOM <= memory)
+        return memory if memory is None or memory < 0 else max(0, memory - RAW_BODY_HEADROOM)
 
     def _upload(self, key: str, path: Path, *, params: dict[str, str] | None = None,
                 form_file: tuple[str, str] | None = None, **kwargs: Any) -> httpx.Response:
